@@ -1,0 +1,70 @@
+/** The validated, normalised configuration the proxy runs on. Produced by `loadConfig`. */
+
+export type CacheType = 'redis' | 'redis_cluster';
+
+/** One backend of a standalone (twemproxy-mode) cluster: `"host:port:weight alias"`. */
+export interface ServerSpec {
+  host: string;
+  port: number;
+  weight: number;
+  /** the alias if given; used as the ketama name and in logs */
+  alias?: string;
+  /** the name hashed into the ketama ring: the alias, else "host:port" (twemproxy rule) */
+  name: string;
+  /** "host:port", the address to connect to */
+  addr: string;
+}
+
+export interface BackupRequestConfig {
+  enabled: boolean;
+  /** unset means: follow recent master latency */
+  triggerSlowMs?: number;
+  multiplier: number;
+}
+
+/** Protocol and resource limits (Redis-compatible defaults). */
+export interface LimitsConfig {
+  /** largest bulk string a client may send, bytes (Redis proto-max-bulk-len: 512 MB) */
+  maxBulkBytes: number;
+  /** longest `*`/`$` header or inline command line, bytes (Redis: 64 KiB) */
+  maxHeaderBytes: number;
+  /** most arguments in one request (Redis: 1024*1024*1024 is its hard cap; ours is configurable) */
+  maxArgs: number;
+  /** deepest nesting accepted in a backend reply */
+  maxReplyDepth: number;
+}
+
+export interface ClusterConfig {
+  name: string;
+  /** "ip:port" */
+  listenAddr: string;
+  listenHost: string;
+  listenPort: number;
+  cacheType: CacheType;
+  servers: ServerSpec[];
+  /** two characters, e.g. "{}"; standalone only; undefined when unset */
+  hashTag?: string;
+  thread: number;
+  /** ms, per request from send to reply */
+  readTimeout: number;
+  /** ms, connect timeout and the longest a backend write may stay unflushed */
+  writeTimeout: number;
+  /** ms, periodic CLUSTER SLOTS refresh (cluster mode) */
+  fetchInterval: number;
+  readFromSlave: boolean;
+  pingFailLimit: number;
+  pingInterval: number;
+  pingSuccInterval: number;
+  /** seconds of TCP keepalive on backend and client sockets; 0 = off */
+  tcpKeepalive: number;
+  backupRequest: BackupRequestConfig;
+  password?: string;
+  backendPassword?: string;
+  limits: LimitsConfig;
+}
+
+export interface Config {
+  /** the file it was read from (for messages) */
+  file: string;
+  clusters: ClusterConfig[];
+}
