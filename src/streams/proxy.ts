@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
+import { startStandalone, type RunningCluster } from './standalone.js';
 
 export interface ProxyOptions {
   /** address announced in CLUSTER replies */
@@ -16,6 +18,30 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(_config: Config, _opts: ProxyOptions): Promise<RunningProxy> {
-  throw new Error('startProxy: not implemented yet');
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/** Starts every cluster of the config, each with its own listener. */
+export async function startProxy(config: Config, opts: ProxyOptions): Promise<RunningProxy> {
+  const running: RunningCluster[] = [];
+  try {
+    for (const cluster of config.clusters) {
+      if (cluster.cacheType !== 'redis') {
+        throw new Error(
+          `${config.file}: cluster "${cluster.name}": cache_type "${cluster.cacheType}" is not supported by this version of aster-proxy yet (only "redis", the twemproxy mode)`,
+        );
+      }
+      running.push(await startStandalone(cluster, VERSION, opts.logger));
+    }
+  } catch (err) {
+    await Promise.all(running.map((r) => r.close()));
+    throw err;
+  }
+  return {
+    listeners: running.map((r) => ({ cluster: r.name, host: r.listener.host, port: r.listener.port })),
+    close: async () => {
+      await Promise.all(running.map((r) => r.close()));
+    },
+  };
 }

@@ -1,0 +1,237 @@
+/**
+ * Commands the proxy answers itself, because their state belongs to the client connection
+ * (HELLO, SELECT, CLIENT SETNAME...) or to the proxy (PING, INFO, COMMAND). Forwarding them
+ * on a shared backend connection would leak one client's state into another's.
+ */
+import { encode, type Proto, type Resp } from '../protocol/encode.js';
+import { allCommands, commandCount, commandDocsValue, commandInfoValue, keyIndexes, lookupCommand } from './index.js';
+
+export interface ClientState {
+  id: number;
+  name: string | null;
+  proto: Proto;
+  libName: string | null;
+  libVer: string | null;
+  /** set by QUIT: close after this reply */
+  quit: boolean;
+}
+
+export interface ProxyFacts {
+  version: string;
+  mode: 'standalone' | 'cluster';
+  clusterName: string;
+  port: number;
+  startedAt: number;
+  /** INFO sections the stream layer fills in (clients, stats, backends) */
+  infoSections(): Array<[string, Array<[string, string | number]>]>;
+}
+
+export const REDIS_COMPAT_VERSION = '7.0.15';
+
+const ok: Resp = { simple: 'OK' };
+const err = (msg: string): Resp => ({ error: msg });
+
+type Handler = (args: readonly Buffer[], client: ClientState, facts: ProxyFacts) => Resp;
+
+const lower = (b: Buffer | undefined): string => (b === undefined ? '' : b.toString('latin1').toLowerCase());
+
+const handlers: Record<string, Handler> = {
+  ping(args) {
+    if (args.length === 2) return args[1];
+    return { simple: 'PONG' };
+  },
+
+  echo(args) {
+    return args[1];
+  },
+
+  quit(_args, client) {
+    client.quit = true;
+    return ok;
+  },
+
+  select(args) {
+    const db = args[1].toString('latin1');
+    if (!/^-?\d+$/.test(db)) return err('ERR value is not an integer or out of range');
+    if (Number(db) !== 0) return err('ERR SELECT is not allowed in aster-proxy: only database 0 exists behind a proxy');
+    return ok;
+  },
+
+  hello(args, client, facts) {
+    let proto = client.proto;
+    let i = 1;
+    if (args.length > 1) {
+      const v = args[1].toString('latin1');
+      if (!/^\d+$/.test(v)) return err('ERR Protocol version is not an integer or out of range');
+      const n = Number(v);
+      if (n !== 2 && n !== 3) return err('NOPROTO unsupported protocol version');
+      proto = n;
+      i = 2;
+    }
+    let name: string | null | undefined;
+    for (; i < args.length; i++) {
+      const opt = lower(args[i]);
+      if (opt === 'auth' && i + 2 < args.length) {
+        const e = authCheck(args[i + 1].toString('utf8'));
+        if (e) return e;
+        i += 2;
+      } else if (opt === 'setname' && i + 1 < args.length) {
+        const n = args[i + 1].toString('utf8');
+        if (!validName(n)) return err('ERR Client names cannot contain spaces, newlines or special characters.');
+        name = n;
+        i += 1;
+      } else {
+        return err(`ERR Syntax error in HELLO option '${args[i].toString('utf8')}'`);
+      }
+    }
+    client.proto = proto;
+    if (name !== undefined) client.name = name === '' ? null : name;
+    return {
+      map: [
+        ['server', 'redis'],
+        ['version', REDIS_COMPAT_VERSION],
+        ['proto', proto],
+        ['id', client.id],
+        ['mode', facts.mode],
+        ['role', 'master'],
+        ['modules', []],
+        ['proxy', 'aster-proxy ' + facts.version],
+      ],
+    };
+  },
+
+  auth(args) {
+    // no client authentication is configured yet: behave as Redis does without requirepass
+    if (args.length === 2) {
+      return err('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?');
+    }
+    return authCheck(args[1].toString('utf8')) ?? ok;
+  },
+
+  client(args, client) {
+    const sub = lower(args[1]);
+    switch (sub) {
+      case 'setname': {
+        if (args.length !== 3) return err("ERR wrong number of arguments for 'client|setname' command");
+        const n = args[2].toString('utf8');
+        if (!validName(n)) return err('ERR Client names cannot contain spaces, newlines or special characters.');
+        client.name = n === '' ? null : n;
+        return ok;
+      }
+      case 'getname':
+        return client.name;
+      case 'id':
+        return client.id;
+      case 'setinfo': {
+        if (args.length !== 4) return err("ERR wrong number of arguments for 'client|setinfo' command");
+        const attr = lower(args[2]);
+        const val = args[3].toString('utf8');
+        if (!validName(val)) return err(`ERR ${attr} cannot contain spaces, newlines or special characters.`);
+        if (attr === 'lib-name') client.libName = val;
+        else if (attr === 'lib-ver') client.libVer = val;
+        else return err(`ERR Unrecognized option '${args[2].toString('utf8')}'`);
+        return ok;
+      }
+      case 'info':
+        return { verbatim: clientLine(client) + '\n' };
+      default:
+        return err(`ERR CLIENT ${sub.toUpperCase()} is not supported by aster-proxy`);
+    }
+  },
+
+  command(args) {
+    const sub = lower(args[1]);
+    const names = args.slice(2).map((a) => a.toString('utf8'));
+    switch (sub) {
+      case '':
+        return allCommands().map(commandInfoValue);
+      case 'count':
+        return commandCount();
+      case 'info':
+        if (names.length === 0) return allCommands().map(commandInfoValue);
+        return names.map((n) => {
+          const spec = lookupCommand([Buffer.from(n)]);
+          return spec && !n.includes('|') ? commandInfoValue(spec) : null;
+        });
+      case 'docs': {
+        const specs = names.length === 0 ? allCommands() : names.map((n) => lookupCommand([Buffer.from(n)])).filter((s) => s !== undefined);
+        return { map: specs.map((s) => [s.name, commandDocsValue(s)] as [Resp, Resp]) };
+      }
+      case 'list':
+        return allCommands().map((s) => s.name);
+      case 'getkeys': {
+        const rest = args.slice(2);
+        const spec = lookupCommand(rest);
+        if (!spec) return err('ERR Invalid command specified');
+        const idx = keyIndexes(spec, rest);
+        if (idx.length === 0) return err('ERR The command has no key arguments');
+        return idx.map((k) => rest[k]);
+      }
+      default:
+        return err(`ERR unknown subcommand '${args[1].toString('utf8')}'. Try COMMAND HELP.`);
+    }
+  },
+
+  info(args, _client, facts) {
+    const wanted = new Set(args.slice(1).map((a) => lower(a)));
+    const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default');
+    const uptime = Math.floor((Date.now() - facts.startedAt) / 1000);
+    const sections: Array<[string, Array<[string, string | number]>]> = [
+      [
+        'Server',
+        [
+          ['redis_version', REDIS_COMPAT_VERSION],
+          ['proxy', 'aster-proxy'],
+          ['proxy_version', facts.version],
+          ['redis_mode', facts.mode],
+          ['os', `${process.platform} ${process.arch}`],
+          ['process_id', process.pid],
+          ['tcp_port', facts.port],
+          ['uptime_in_seconds', uptime],
+          ['uptime_in_days', Math.floor(uptime / 86400)],
+          ['executable', 'aster-proxy'],
+          ['cluster_name', facts.clusterName],
+        ],
+      ],
+      ...facts.infoSections(),
+    ];
+    const lines: string[] = [];
+    for (const [title, fields] of sections) {
+      if (!all && !wanted.has(title.toLowerCase())) continue;
+      if (lines.length > 0) lines.push('');
+      lines.push('# ' + title);
+      for (const [k, v] of fields) lines.push(`${k}:${v}`);
+    }
+    return { verbatim: lines.join('\r\n') + '\r\n' };
+  },
+};
+
+function authCheck(_user: string): Resp | null {
+  // Any credentials are accepted while no password is configured, as Redis's `nopass` default user does.
+  return null;
+}
+
+function validName(n: string): boolean {
+  for (let i = 0; i < n.length; i++) {
+    const c = n.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+function clientLine(c: ClientState): string {
+  return `id=${c.id} name=${c.name ?? ''} resp=${c.proto} lib-name=${c.libName ?? ''} lib-ver=${c.libVer ?? ''}`;
+}
+
+/** true if the proxy answers this (top-level, lower-case) command itself */
+export function isLocal(name: string): boolean {
+  return Object.prototype.hasOwnProperty.call(handlers, name);
+}
+
+/** The proxy's own reply to a local command, encoded for the client's protocol. */
+export function answerLocal(name: string, args: readonly Buffer[], client: ClientState, facts: ProxyFacts): Buffer {
+  const before = client.proto;
+  const value = handlers[name](args, client, facts);
+  // HELLO answers in the protocol it switches to
+  return encode(value, name === 'hello' ? client.proto : before);
+}

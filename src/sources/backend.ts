@@ -1,0 +1,188 @@
+import type net from 'node:net';
+import { Subject, Subscription, type Observable, type SchedulerLike } from 'rxjs';
+import type { Logger } from 'pino';
+import { coalesceWrites } from '../operators/coalesce-writes.js';
+import { decodeReplies } from '../operators/decode-replies.js';
+import { overdue } from '../operators/overdue.js';
+import { encodeCommand } from '../protocol/request-decoder.js';
+import { errorFrame } from '../protocol/encode.js';
+import type { ReplyLimits } from '../protocol/reply-decoder.js';
+import { Fifo } from '../util/fifo.js';
+import { connectTcp, fromSocket } from './socket.js';
+
+/** Where a reply goes: a client session's reorder buffer, or a multi-key aggregate. */
+export interface ReplyTarget {
+  deliver(seq: number, frame: Buffer): void;
+}
+
+interface Pending {
+  target: ReplyTarget;
+  seq: number;
+  sentAt: number;
+}
+
+export type BackendState = 'connecting' | 'up' | 'down' | 'closed';
+
+export interface BackendOptions {
+  host: string;
+  port: number;
+  /** how the backend is named in errors and logs: the alias, else host:port */
+  label: string;
+  readTimeoutMs: number;
+  connectTimeoutMs: number;
+  keepAliveSec: number;
+  /** RESP protocol of this connection; 3 sends HELLO 3 first */
+  proto: 2 | 3;
+  limits: ReplyLimits;
+  /** ticks that drive the timeout check (one shared interval per cluster) */
+  ticks$: Observable<unknown>;
+  scheduler: SchedulerLike;
+  /** where coalesced writes flush: a macrotask scheduler */
+  flushScheduler: SchedulerLike;
+  logger: Logger;
+  /** first reconnect delay and cap, ms */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+const IGNORE: ReplyTarget = { deliver: () => undefined };
+
+/**
+ * One multiplexed, pipelined connection to a backend, shared by every client of a worker.
+ *
+ * Requests are written in the order `send` is called, coalesced into one write per event
+ * loop turn, and replies are matched to them first-in first-out. Whenever that alignment is
+ * in doubt (a timeout, a malformed reply, a reply with no request, a lost connection) the
+ * connection is closed and every request still waiting gets an error: a late reply can then
+ * never reach the wrong client. While the backend is down, requests fail at once
+ * ("blackhole") and the connection is retried with exponential backoff.
+ */
+export class BackendConnection {
+  private pending = new Fifo<Pending>(64);
+  private socket: net.Socket | null = null;
+  private out$: Subject<Buffer> | null = null;
+  private conn = new Subscription();
+  private retry: Subscription | null = null;
+  private connectTimer: Subscription | null = null;
+  private attempts = 0;
+  private lastError = 'not connected yet';
+  private _state: BackendState = 'connecting';
+  private readonly ticker: Subscription;
+
+  constructor(private readonly opts: BackendOptions) {
+    this.ticker = opts.ticks$
+      .pipe(
+        overdue({
+          timeoutMs: opts.readTimeoutMs,
+          oldestSentAt: () => this.pending.peek()?.sentAt,
+          scheduler: opts.scheduler,
+        }),
+      )
+      .subscribe(() => this.fail(`read timeout (${opts.readTimeoutMs} ms)`, true));
+    this.open();
+  }
+
+  get state(): BackendState {
+    return this._state;
+  }
+
+  /** requests written and not yet answered */
+  get inFlight(): number {
+    return this.pending.length;
+  }
+
+  /** Sends one request (raw RESP); its reply, or an error frame, goes to `target.deliver(seq, ...)`. */
+  send(data: Buffer, target: ReplyTarget, seq: number): void {
+    if (this._state === 'down' || this._state === 'closed' || this.out$ === null) {
+      target.deliver(seq, this.unavailable());
+      return;
+    }
+    this.pending.push({ target, seq, sentAt: this.opts.scheduler.now() });
+    this.out$.next(data);
+  }
+
+  close(): void {
+    if (this._state === 'closed') return;
+    this.fail('proxy is shutting down', false);
+    this._state = 'closed';
+    this.ticker.unsubscribe();
+    this.retry?.unsubscribe();
+  }
+
+  private unavailable(): Buffer {
+    return errorFrame(`ERR backend ${this.opts.label} is unavailable: ${this.lastError}`);
+  }
+
+  private open(): void {
+    const { opts } = this;
+    const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec });
+    const out$ = new Subject<Buffer>();
+    const conn = new Subscription();
+    this.socket = socket;
+    this.conn = conn;
+    // the first connection queues requests while it connects; a reconnection fails them fast
+    if (this._state === 'connecting') this.out$ = out$;
+
+    conn.add(out$.pipe(coalesceWrites(opts.flushScheduler)).subscribe((buf) => socket.write(buf)));
+    conn.add(
+      fromSocket(socket)
+        .pipe(decodeReplies(opts.limits))
+        .subscribe({
+          next: ({ frame, push }) => {
+            if (push) return; // out-of-band (RESP3 push): answers no request
+            const p = this.pending.shift();
+            if (p === undefined) {
+              this.fail('reply with no request', true);
+              return;
+            }
+            p.target.deliver(p.seq, frame);
+          },
+          error: (err: Error) => this.fail(err.message, true),
+          complete: () => this.fail('connection closed by the backend', true),
+        }),
+    );
+    this.connectTimer = opts.scheduler.schedule(() => {
+      if (this._state !== 'up') this.fail(`connect timeout (${opts.connectTimeoutMs} ms)`, true);
+    }, opts.connectTimeoutMs);
+    conn.add(this.connectTimer);
+    socket.once('connect', () => {
+      this.connectTimer?.unsubscribe();
+      this._state = 'up';
+      this.out$ = out$;
+      if (this.attempts > 0) opts.logger.info({ backend: opts.label }, 'backend reconnected');
+      this.attempts = 0;
+    });
+    if (opts.proto === 3) {
+      this.pending.push({ target: IGNORE, seq: 0, sentAt: opts.scheduler.now() });
+      out$.next(encodeCommand(['HELLO', '3']));
+    }
+  }
+
+  /** Closes the connection, answers every waiting request with an error, and schedules a retry. */
+  private fail(reason: string, reconnect: boolean): void {
+    if (this._state === 'closed') return;
+    const wasUp = this._state === 'up';
+    this.conn.unsubscribe();
+    this.socket?.destroy();
+    this.socket = null;
+    this.out$ = null;
+    this.lastError = reason;
+    if (this.pending.length > 0 || wasUp) {
+      this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection closed');
+    }
+    const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);
+    for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) p.target.deliver(p.seq, frame);
+    this._state = 'down';
+    if (!reconnect) return;
+    // a timeout or a protocol error on a live connection reconnects at once; a refused one backs off
+    const min = this.opts.backoffMinMs ?? 50;
+    const max = this.opts.backoffMaxMs ?? 2000;
+    const delay = wasUp ? 0 : Math.min(max, min * 2 ** Math.min(this.attempts, 16));
+    this.attempts++;
+    this.retry?.unsubscribe();
+    this.retry = this.opts.scheduler.schedule(() => {
+      this.retry = null;
+      if (this._state === 'down') this.open();
+    }, delay);
+  }
+}

@@ -1,0 +1,164 @@
+import type net from 'node:net';
+import { Subject, Subscription, takeWhile, tap } from 'rxjs';
+import type { Logger } from 'pino';
+import { decodeRequests } from '../operators/decode-requests.js';
+import { inOrder, type Slot } from '../operators/in-order.js';
+import { coalesceWrites } from '../operators/coalesce-writes.js';
+import { ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
+import { errorFrame, type Proto } from '../protocol/encode.js';
+import { fromSocket } from '../sources/socket.js';
+import { immediateScheduler } from '../sources/scheduler.js';
+import type { ReplyTarget } from '../sources/backend.js';
+import { toSocket } from '../sinks/socket-writer.js';
+import { arityOk, isBlocking, isPubSub, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
+import { answerLocal, isLocal, type ClientState, type ProxyFacts } from '../commands/local.js';
+import { planSplit, splitCommands } from '../commands/multikey.js';
+
+/** What a client session needs from the cluster it connected to. */
+export interface Upstream {
+  facts: ProxyFacts;
+  limits: RequestLimits;
+  logger: Logger;
+  /** index of the backend that owns this key */
+  backendFor(key: Buffer): number;
+  /** sends a request to a backend over its shared connection for `proto` */
+  send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number): void;
+  /** counters the session moves */
+  stats: SessionStats;
+}
+
+export interface SessionStats {
+  connectedClients: number;
+  totalConnections: number;
+  totalCommands: number;
+  protocolErrors: number;
+}
+
+/**
+ * One client connection, composed as a stream:
+ *
+ *   fromSocket ─► decodeRequests ─► dispatch ─┬─► backend (shared, pipelined) ─┐
+ *                                             └─► answered by the proxy ───────┴─► inOrder ─► coalesceWrites ─► toSocket
+ *
+ * Requests are numbered as they arrive; replies come back in any order and leave in request
+ * order. A protocol error is answered after every earlier reply, then the connection closes.
+ */
+export function runSession(socket: net.Socket, up: Upstream, id: number): Subscription {
+  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false };
+  const slots$ = new Subject<Slot<Buffer>>();
+  const session = new Subscription();
+  let seq = 0;
+  let ending = false; // no request after `seq - 1` will be read
+  let gone = false; // the socket is closed: replies are dropped
+  let emitted = 0; // replies that have left the reorder buffer
+
+  const target: ReplyTarget = {
+    deliver(s, frame) {
+      if (!gone) slots$.next({ seq: s, value: frame });
+    },
+  };
+
+  up.stats.connectedClients++;
+  up.stats.totalConnections++;
+  socket.on('error', () => undefined); // reported through fromSocket; never crash the process
+  socket.once('close', () => {
+    gone = true;
+    up.stats.connectedClients--;
+    session.unsubscribe();
+  });
+
+  session.add(
+    slots$
+      .pipe(
+        inOrder(),
+        tap(() => emitted++),
+        takeWhile((_, i) => !(ending && i >= seq - 1), true),
+        coalesceWrites(immediateScheduler),
+      )
+      .subscribe(toSocket(socket)),
+  );
+
+  /** stop reading; close once every request read so far is answered */
+  const end = (): void => {
+    ending = true;
+    input.unsubscribe();
+    if (emitted === seq) slots$.complete();
+  };
+
+  const dispatch = (req: Request): void => {
+    const s = seq++;
+    up.stats.totalCommands++;
+    const frame = route(req, s);
+    if (frame !== null) target.deliver(s, frame);
+    if (client.quit) end();
+  };
+
+  const route = (req: Request, s: number): Buffer | null => {
+    const args = req.args;
+    const spec = lookupCommand(args);
+    if (spec === undefined) return unknownCommand(args);
+    if (!arityOk(spec, args.length)) return errorFrame(`ERR wrong number of arguments for '${spec.name}' command`);
+    const name = topName(spec);
+    if (isLocal(name)) return answerLocal(name, args, client, up.facts);
+    if (isPubSub(spec) || isTransaction(spec) || isBlocking(spec, args)) {
+      return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub, blocking commands and transactions come in a later version)`);
+    }
+    const keys = keyIndexes(spec, args);
+    if (keys.length === 0) {
+      return errorFrame(`ERR command '${spec.name}' has no key to route by and is not supported by aster-proxy in this mode`);
+    }
+    const kind = splitCommands.get(name);
+    if (kind !== undefined && keys.length > 1) {
+      const plan = planSplit(kind, args, keys, up.backendFor, (frame) => target.deliver(s, frame));
+      if (plan !== null) {
+        for (let i = 0; i < plan.subs.length; i++) up.send(plan.subs[i].backend, client.proto, plan.subs[i].raw, plan.target, i);
+        return null;
+      }
+    }
+    const backend = up.backendFor(args[keys[0]]);
+    for (let i = 1; i < keys.length; i++) {
+      if (up.backendFor(args[keys[i]]) !== backend) {
+        return errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
+      }
+    }
+    up.send(backend, client.proto, req.raw, target, s);
+    return null;
+  };
+
+  const input = fromSocket(socket)
+    .pipe(decodeRequests(up.limits))
+    .subscribe({
+      next: dispatch,
+      error: (err: unknown) => {
+        if (err instanceof ProtocolError) {
+          up.stats.protocolErrors++;
+          up.logger.debug({ client: id, err: err.message }, 'client protocol error');
+          const s = seq++;
+          ending = true;
+          target.deliver(s, errorFrame('ERR ' + err.message));
+        } else {
+          socket.destroy();
+        }
+      },
+      complete: end, // the client half-closed: answer what it sent, then close
+    });
+  session.add(input);
+  session.add(() => {
+    if (!socket.destroyed) socket.destroy();
+  });
+  return session;
+}
+
+function topName(spec: CommandSpec): string {
+  const bar = spec.name.indexOf('|');
+  return bar < 0 ? spec.name : spec.name.slice(0, bar);
+}
+
+function unknownCommand(args: readonly Buffer[]): Buffer {
+  if (args.length === 0) return errorFrame('ERR empty command');
+  const shown = args
+    .slice(1, 21)
+    .map((a) => `'${a.toString('utf8', 0, 128)}'`)
+    .join(' ');
+  return errorFrame(`ERR unknown command '${args[0].toString('utf8', 0, 128)}', with args beginning with: ${shown}`);
+}
