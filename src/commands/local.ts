@@ -4,7 +4,7 @@
  * on a shared backend connection would leak one client's state into another's.
  */
 import { encode, type Proto, type Resp } from '../protocol/encode.js';
-import { allCommands, commandCount, commandDocsValue, commandInfoValue, keyIndexes, lookupCommand } from './index.js';
+import { allCommands, commandCount, commandDocsReply, commandInfoReply, keyIndexes, lookupCommand } from './index.js';
 
 export interface ClientState {
   id: number;
@@ -141,22 +141,15 @@ const handlers: Record<string, Handler> = {
 
   command(args) {
     const sub = lower(args[1]);
-    const names = args.slice(2).map((a) => a.toString('utf8'));
     switch (sub) {
       case '':
-        return allCommands().map(commandInfoValue);
+        return commandInfoReply();
       case 'count':
         return commandCount();
       case 'info':
-        if (names.length === 0) return allCommands().map(commandInfoValue);
-        return names.map((n) => {
-          const spec = lookupCommand([Buffer.from(n)]);
-          return spec && !n.includes('|') ? commandInfoValue(spec) : null;
-        });
-      case 'docs': {
-        const specs = names.length === 0 ? allCommands() : names.map((n) => lookupCommand([Buffer.from(n)])).filter((s) => s !== undefined);
-        return { map: specs.map((s) => [s.name, commandDocsValue(s)] as [Resp, Resp]) };
-      }
+        return commandInfoReply(args.slice(2));
+      case 'docs':
+        return commandDocsReply(args.slice(2));
       case 'list':
         return allCommands().map((s) => s.name);
       case 'getkeys': {

@@ -10,7 +10,7 @@ import { fromSocket } from '../sources/socket.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { toSocket } from '../sinks/socket-writer.js';
-import { arityOk, isBlocking, isPubSub, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
+import { arityOk, commandError, isBlocking, isPubSub, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { answerLocal, isLocal, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
 
@@ -96,8 +96,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
   const route = (req: Request, s: number): Buffer | null => {
     const args = req.args;
     const spec = lookupCommand(args);
-    if (spec === undefined) return unknownCommand(args);
-    if (!arityOk(spec, args.length)) return errorFrame(`ERR wrong number of arguments for '${spec.name}' command`);
+    if (spec === undefined || !arityOk(spec, args.length)) return errorFrame(commandError(args) ?? 'ERR unknown command');
     const name = topName(spec);
     if (isLocal(name)) return answerLocal(name, args, client, up.facts);
     if (isPubSub(spec) || isTransaction(spec) || isBlocking(spec, args)) {
@@ -152,13 +151,4 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
 function topName(spec: CommandSpec): string {
   const bar = spec.name.indexOf('|');
   return bar < 0 ? spec.name : spec.name.slice(0, bar);
-}
-
-function unknownCommand(args: readonly Buffer[]): Buffer {
-  if (args.length === 0) return errorFrame('ERR empty command');
-  const shown = args
-    .slice(1, 21)
-    .map((a) => `'${a.toString('utf8', 0, 128)}'`)
-    .join(' ');
-  return errorFrame(`ERR unknown command '${args[0].toString('utf8', 0, 128)}', with args beginning with: ${shown}`);
 }
