@@ -167,7 +167,7 @@ export class BackendConnection {
     this.socket = null;
     this.out$ = null;
     this.lastError = reason;
-    if (this.pending.length > 0 || wasUp) {
+    if (reconnect && (this.pending.length > 0 || wasUp)) {
       this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection closed');
     }
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);

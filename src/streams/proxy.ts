@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
+import { serveMetrics, type MetricsServer } from '../sinks/metrics.js';
 import { startStandalone, type RunningCluster } from './standalone.js';
 
 export interface ProxyOptions {
@@ -15,6 +16,8 @@ export interface ProxyOptions {
 export interface RunningProxy {
   /** the listeners, with their bound ports (a config port of 0 binds a free one) */
   listeners: Array<{ cluster: string; host: string; port: number }>;
+  /** the bound metrics port, when metrics are on */
+  metricsPort?: number;
   close(): Promise<void>;
 }
 
@@ -25,6 +28,7 @@ export const VERSION: string = (
 /** Starts every cluster of the config, each with its own listener. */
 export async function startProxy(config: Config, opts: ProxyOptions): Promise<RunningProxy> {
   const running: RunningCluster[] = [];
+  let metrics: MetricsServer | undefined;
   try {
     for (const cluster of config.clusters) {
       if (cluster.cacheType !== 'redis') {
@@ -34,14 +38,24 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
       }
       running.push(await startStandalone(cluster, VERSION, opts.logger));
     }
+    if (opts.metricsPort > 0) {
+      metrics = await serveMetrics('0.0.0.0', opts.metricsPort, {
+        version: VERSION,
+        threads: 1,
+        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends() })),
+        ready: () => running.length === config.clusters.length,
+      });
+      opts.logger.info({ port: metrics.port }, 'metrics on /metrics');
+    }
   } catch (err) {
     await Promise.all(running.map((r) => r.close()));
     throw err;
   }
   return {
     listeners: running.map((r) => ({ cluster: r.name, host: r.listener.host, port: r.listener.port })),
+    metricsPort: metrics?.port,
     close: async () => {
-      await Promise.all(running.map((r) => r.close()));
+      await Promise.all([...running.map((r) => r.close()), metrics?.close()]);
     },
   };
 }

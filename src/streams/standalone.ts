@@ -13,6 +13,9 @@ import { runSession, type SessionStats, type Upstream } from './session.js';
 export interface RunningCluster {
   name: string;
   listener: Listener;
+  stats: SessionStats;
+  /** state of each backend's shared RESP2 connection */
+  backends(): Array<{ label: string; state: string }>;
   close(): Promise<void>;
 }
 
@@ -107,6 +110,8 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
   return {
     name: cfg.name,
     listener,
+    stats,
+    backends: () => cfg.servers.map((s, i) => ({ label: s.alias ?? s.addr, state: conns[i][0]?.state ?? 'idle' })),
     async close() {
       accepting.unsubscribe();
       await listener.close().catch(() => undefined);
