@@ -3,6 +3,7 @@
  * (HELLO, SELECT, CLIENT SETNAME...) or to the proxy (PING, INFO, COMMAND). Forwarding them
  * on a shared backend connection would leak one client's state into another's.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { encode, type Proto, type Resp } from '../protocol/encode.js';
 import { allCommands, commandCount, commandDocsReply, commandInfoReply, keyIndexes, lookupCommand } from './index.js';
 
@@ -14,6 +15,8 @@ export interface ClientState {
   libVer: string | null;
   /** set by QUIT: close after this reply */
   quit: boolean;
+  /** false until the client authenticates, when the cluster has a password */
+  authed: boolean;
 }
 
 export interface ProxyFacts {
@@ -22,6 +25,8 @@ export interface ProxyFacts {
   clusterName: string;
   port: number;
   startedAt: number;
+  /** the password clients must AUTH with (the `default` user's), if any */
+  password?: string;
   /** INFO sections the stream layer fills in (clients, stats, backends) */
   infoSections(): Array<[string, Array<[string, string | number]>]>;
 }
@@ -72,7 +77,7 @@ const handlers: Record<string, Handler> = {
     for (; i < args.length; i++) {
       const opt = lower(args[i]);
       if (opt === 'auth' && i + 2 < args.length) {
-        const e = authCheck(args[i + 1].toString('utf8'));
+        const e = authenticate(client, facts, args[i + 1], args[i + 2]);
         if (e) return e;
         i += 2;
       } else if (opt === 'setname' && i + 1 < args.length) {
@@ -100,12 +105,12 @@ const handlers: Record<string, Handler> = {
     };
   },
 
-  auth(args) {
-    // no client authentication is configured yet: behave as Redis does without requirepass
-    if (args.length === 2) {
+  auth(args, client, facts) {
+    if (args.length === 2 && facts.password === undefined) {
       return err('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?');
     }
-    return authCheck(args[1].toString('utf8')) ?? ok;
+    const user = args.length === 3 ? args[1] : DEFAULT_USER;
+    return authenticate(client, facts, user, args[args.length - 1]) ?? ok;
   },
 
   client(args, client) {
@@ -199,9 +204,30 @@ const handlers: Record<string, Handler> = {
   },
 };
 
-function authCheck(_user: string): Resp | null {
-  // Any credentials are accepted while no password is configured, as Redis's `nopass` default user does.
+const DEFAULT_USER = Buffer.from('default');
+
+/**
+ * Checks credentials for the `default` user, the only user for now. Without a configured
+ * password any password is accepted, as Redis's `nopass` default user does. The comparison
+ * takes the same time whatever the password's first difference.
+ */
+function authenticate(client: ClientState, facts: ProxyFacts, user: Buffer, pass: Buffer): Resp | null {
+  const good = user.equals(DEFAULT_USER) && (facts.password === undefined || sameSecret(pass, facts.password));
+  if (!good) return err('WRONGPASS invalid username-password pair or user is disabled.');
+  client.authed = true;
   return null;
+}
+
+function sameSecret(given: Buffer, expected: string): boolean {
+  const want = Buffer.from(expected, 'utf8');
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(want).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** commands a client may send before it authenticates */
+export function allowedBeforeAuth(name: string): boolean {
+  return name === 'auth' || name === 'hello' || name === 'quit';
 }
 
 function validName(n: string): boolean {

@@ -21,6 +21,9 @@ interface Pending {
   sentAt: number;
 }
 
+/** the seq of the connection's own setup commands (AUTH, HELLO), answered to nobody */
+const SETUP = -1;
+
 export type BackendState = 'connecting' | 'up' | 'down' | 'closed';
 
 export interface BackendOptions {
@@ -33,6 +36,8 @@ export interface BackendOptions {
   keepAliveSec: number;
   /** RESP protocol of this connection; 3 sends HELLO 3 first */
   proto: 2 | 3;
+  /** sent with AUTH on every new connection */
+  password?: string;
   limits: ReplyLimits;
   /** ticks that drive the timeout check (one shared interval per cluster) */
   ticks$: Observable<unknown>;
@@ -44,8 +49,6 @@ export interface BackendOptions {
   backoffMinMs?: number;
   backoffMaxMs?: number;
 }
-
-const IGNORE: ReplyTarget = { deliver: () => undefined };
 
 /**
  * One multiplexed, pipelined connection to a backend, shared by every client of a worker.
@@ -109,6 +112,16 @@ export class BackendConnection {
     this.retry?.unsubscribe();
   }
 
+  private setupCheck(what: string): ReplyTarget {
+    return {
+      deliver: (_seq, frame) => {
+        if (frame[0] === 0x2d /* - */) {
+          this.opts.logger.error({ backend: this.opts.label, reply: frame.toString('utf8', 1, Math.min(frame.length - 2, 200)) }, `backend rejected ${what}`);
+        }
+      },
+    };
+  }
+
   private unavailable(): Buffer {
     return errorFrame(`ERR backend ${this.opts.label} is unavailable: ${this.lastError}`);
   }
@@ -152,10 +165,14 @@ export class BackendConnection {
       if (this.attempts > 0) opts.logger.info({ backend: opts.label }, 'backend reconnected');
       this.attempts = 0;
     });
-    if (opts.proto === 3) {
-      this.pending.push({ target: IGNORE, seq: 0, sentAt: opts.scheduler.now() });
-      out$.next(encodeCommand(['HELLO', '3']));
-    }
+    // connection setup goes first on the wire; a failure is logged and the client requests
+    // then get the backend's own error (NOAUTH...), never a reply meant for another request
+    const setup = (args: string[], what: string): void => {
+      this.pending.push({ target: this.setupCheck(what), seq: SETUP, sentAt: opts.scheduler.now() });
+      out$.next(encodeCommand(args));
+    };
+    if (opts.password !== undefined) setup(['AUTH', opts.password], 'AUTH');
+    if (opts.proto === 3) setup(['HELLO', '3'], 'HELLO 3');
   }
 
   /** Closes the connection, answers every waiting request with an error, and schedules a retry. */
@@ -171,7 +188,7 @@ export class BackendConnection {
       this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection closed');
     }
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);
-    for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) p.target.deliver(p.seq, frame);
+    for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) if (p.seq !== SETUP) p.target.deliver(p.seq, frame);
     this._state = 'down';
     if (!reconnect) return;
     // a timeout or a protocol error on a live connection reconnects at once; a refused one backs off

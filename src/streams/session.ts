@@ -11,7 +11,7 @@ import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { toSocket } from '../sinks/socket-writer.js';
 import { arityOk, commandError, isBlocking, isPubSub, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
-import { answerLocal, isLocal, type ClientState, type ProxyFacts } from '../commands/local.js';
+import { allowedBeforeAuth, answerLocal, isLocal, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
 
 /** What a client session needs from the cluster it connected to. */
@@ -44,7 +44,7 @@ export interface SessionStats {
  * order. A protocol error is answered after every earlier reply, then the connection closes.
  */
 export function runSession(socket: net.Socket, up: Upstream, id: number): Subscription {
-  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false };
+  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined };
   const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
   let seq = 0;
@@ -98,6 +98,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
     const spec = lookupCommand(args);
     if (spec === undefined || !arityOk(spec, args.length)) return errorFrame(commandError(args) ?? 'ERR unknown command');
     const name = topName(spec);
+    if (!client.authed && !allowedBeforeAuth(name)) return NOAUTH;
     if (isLocal(name)) return answerLocal(name, args, client, up.facts);
     if (isPubSub(spec) || isTransaction(spec) || isBlocking(spec, args)) {
       return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub, blocking commands and transactions come in a later version)`);
@@ -147,6 +148,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
   });
   return session;
 }
+
+const NOAUTH = errorFrame('NOAUTH Authentication required.');
 
 function topName(spec: CommandSpec): string {
   const bar = spec.name.indexOf('|');

@@ -41,6 +41,7 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
       connectTimeoutMs: cfg.writeTimeout,
       keepAliveSec: cfg.tcpKeepalive,
       proto,
+      password: cfg.backendPassword,
       limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
       ticks$,
       scheduler: immediateScheduler,
@@ -61,6 +62,7 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
     clusterName: cfg.name,
     port: listener.port,
     startedAt: Date.now(),
+    password: cfg.password,
     infoSections: () => [
       ['Clients', [['connected_clients', stats.connectedClients]]],
       [
