@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
-import type { Config } from '../config/types.js';
+import type { ClusterConfig, Config } from '../config/types.js';
 import { serveMetrics, type MetricsServer } from '../sinks/metrics.js';
 import { startStandalone, type RunningCluster } from './standalone.js';
 
@@ -36,6 +36,7 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
           `${config.file}: cluster "${cluster.name}": cache_type "${cluster.cacheType}" is not supported by this version of aster-proxy yet (only "redis", the twemproxy mode)`,
         );
       }
+      for (const note of notYetApplied(cluster)) opts.logger.warn({ cluster: cluster.name }, note);
       running.push(await startStandalone(cluster, VERSION, opts.logger));
     }
     if (opts.metricsPort > 0) {
@@ -58,4 +59,13 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
       await Promise.all([...running.map((r) => r.close()), metrics?.close()]);
     },
   };
+}
+
+/** Settings that parse but that this version does not act on yet: said out loud, not ignored. */
+function notYetApplied(c: ClusterConfig): string[] {
+  const notes: string[] = [];
+  if (c.thread > 1) notes.push(`thread = ${c.thread}: this version runs one worker per process; workers come in a later version`);
+  if (c.pingFailLimit > 0) notes.push('ping_fail_limit: health checks (ejecting failed servers) are not implemented yet; a down server gets fast errors instead');
+  if (c.backupRequest.enabled) notes.push('backup_request: backup requests are not implemented yet (cluster mode feature)');
+  return notes;
 }
