@@ -112,7 +112,7 @@ function isTable(v: unknown): v is Table {
 }
 
 /** How a value is shown in a message: strings quoted, containers by kind. */
-export function describe(v: unknown): string {
+export function describeValue(v: unknown): string {
   if (typeof v === 'string') return JSON.stringify(v);
   if (v instanceof Date) return 'a date';
   if (Array.isArray(v)) return 'an array';
@@ -227,7 +227,7 @@ function checkInt(v: unknown, rule: IntRule): string | undefined {
     (rule.max === undefined || v <= rule.max);
   if (ok) return undefined;
   const quoted = typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? ' (write numbers without quotes)' : '';
-  return `${intExpectation(rule)}, got ${describe(v)}${quoted}`;
+  return `${intExpectation(rule)}, got ${describeValue(v)}${quoted}`;
 }
 
 function readInt(scope: Scope, t: Table, key: string, rule: IntRule, dflt: number): number {
@@ -257,7 +257,7 @@ function readBool(scope: Scope, t: Table, key: string, dflt: boolean): boolean {
   if (v === undefined) return dflt;
   if (typeof v !== 'boolean') {
     const hint = v === 'true' || v === 'false' ? ' (write true or false without quotes)' : '';
-    scope.error(key, `expected true or false, got ${describe(v)}${hint}`);
+    scope.error(key, `expected true or false, got ${describeValue(v)}${hint}`);
     return dflt;
   }
   return v;
@@ -267,7 +267,7 @@ function readOptString(scope: Scope, t: Table, key: string, what: string): strin
   const v = t[key];
   if (v === undefined) return undefined;
   if (typeof v !== 'string') {
-    scope.error(key, `expected ${what}, got ${describe(v)}`);
+    scope.error(key, `expected ${what}, got ${describeValue(v)}`);
     return undefined;
   }
   return v;
@@ -329,17 +329,17 @@ function parseListen(scope: Scope, v: unknown): { addr: string; host: string; po
     return undefined;
   }
   if (typeof v !== 'string') {
-    scope.error('listen_addr', `expected an "ip:port" string, got ${describe(v)}`);
+    scope.error('listen_addr', `expected an "ip:port" string, got ${describeValue(v)}`);
     return undefined;
   }
   const text = v.trim();
   const hp = splitHostPort(text, false);
   if (typeof hp === 'string') {
-    scope.error('listen_addr', `expected "ip:port" (e.g. "127.0.0.1:26379" or "[::1]:26379"), got ${describe(v)}: ${hp}`);
+    scope.error('listen_addr', `expected "ip:port" (e.g. "127.0.0.1:26379" or "[::1]:26379"), got ${describeValue(v)}: ${hp}`);
     return undefined;
   }
   if (isIP(hp.host) === 0) {
-    scope.error('listen_addr', `expected an IP address before the port (e.g. "127.0.0.1:26379", "0.0.0.0:26379"), got ${describe(v)}`);
+    scope.error('listen_addr', `expected an IP address before the port (e.g. "127.0.0.1:26379", "0.0.0.0:26379"), got ${describeValue(v)}`);
     return undefined;
   }
   return { addr: joinHostPort(hp.host, hp.port), host: hp.host, port: hp.port };
@@ -379,7 +379,7 @@ function parseServer(raw: string, cacheType: CacheType | undefined): ServerSpec 
   }
   const addr = joinHostPort(hp.host, hp.port);
   // twemproxy hashes the alias if there is one, else "host:port" (just "host" for port 11211)
-  const name = alias ?? (hp.port === 11211 ? hp.host : addr);
+  const name = alias ?? (cacheType !== 'redis_cluster' && hp.port === 11211 ? hp.host : addr);
   return { host: hp.host, port: hp.port, weight, ...(alias !== undefined ? { alias } : {}), name, addr };
 }
 
@@ -393,7 +393,7 @@ function parseServers(scope: Scope, v: unknown, cacheType: CacheType | undefined
     return [];
   }
   if (!Array.isArray(v)) {
-    scope.error('servers', `expected ${form}, got ${describe(v)}`);
+    scope.error('servers', `expected ${form}, got ${describeValue(v)}`);
     return [];
   }
   if (v.length === 0) {
@@ -406,7 +406,7 @@ function parseServers(scope: Scope, v: unknown, cacheType: CacheType | undefined
   v.forEach((item, i) => {
     const key = `servers[${i}]`;
     if (typeof item !== 'string') {
-      scope.error(key, `expected a string, got ${describe(item)}`);
+      scope.error(key, `expected a string, got ${describeValue(item)}`);
       return;
     }
     const spec = parseServer(item, cacheType);
@@ -435,21 +435,21 @@ function parseServers(scope: Scope, v: unknown, cacheType: CacheType | undefined
 function parseCacheType(scope: Scope, v: unknown): CacheType | undefined {
   if (v === undefined) return DEFAULTS.cacheType;
   if (typeof v !== 'string') {
-    scope.error('cache_type', `expected "redis" or "redis_cluster", got ${describe(v)}`);
+    scope.error('cache_type', `expected "redis" or "redis_cluster", got ${describeValue(v)}`);
     return undefined;
   }
   if (v === 'redis' || v === 'redis_cluster') return v;
   if (/^memcache/i.test(v.trim())) {
     scope.error(
       'cache_type',
-      `Memcached is not supported by aster-proxy (got ${describe(v)}); use "redis" or "redis_cluster"`,
+      `Memcached is not supported by aster-proxy (got ${describeValue(v)}); use "redis" or "redis_cluster"`,
     );
     return undefined;
   }
   const near = nearest(v, ['redis', 'redis_cluster']);
   scope.error(
     'cache_type',
-    `expected "redis" or "redis_cluster", got ${describe(v)}${near ? `; did you mean "${near}"?` : ''}`,
+    `expected "redis" or "redis_cluster", got ${describeValue(v)}${near ? `; did you mean "${near}"?` : ''}`,
   );
   return undefined;
 }
@@ -458,7 +458,7 @@ function parseHashTag(scope: Scope, v: unknown): string | undefined {
   if (v === undefined) return undefined;
   const ok = typeof v === 'string' && v.length === 2 && /^[\x21-\x7e]{2}$/.test(v);
   if (!ok) {
-    scope.error('hash_tag', `expected two printable ASCII characters such as "{}", got ${describe(v)}`);
+    scope.error('hash_tag', `expected two printable ASCII characters such as "{}", got ${describeValue(v)}`);
     return undefined;
   }
   return v;
@@ -477,7 +477,7 @@ function parseBackup(scope: Scope, v: unknown): BackupRequestConfig {
   const dflt: BackupRequestConfig = { ...DEFAULTS.backupRequest };
   if (v === undefined) return dflt;
   if (!isTable(v)) {
-    scope.error('backup_request', `expected a table ([clusters.backup_request] or { enabled = true, ... }), got ${describe(v)}`);
+    scope.error('backup_request', `expected a table ([clusters.backup_request] or { enabled = true, ... }), got ${describeValue(v)}`);
     return dflt;
   }
   const s = scope.sub('backup_request');
@@ -488,7 +488,7 @@ function parseBackup(scope: Scope, v: unknown): BackupRequestConfig {
   const m = v['multiplier'];
   if (m !== undefined) {
     if (typeof m !== 'number' || !Number.isFinite(m) || m <= 0) {
-      s.error('multiplier', `expected a number greater than 0, got ${describe(m)}`);
+      s.error('multiplier', `expected a number greater than 0, got ${describeValue(m)}`);
     } else {
       multiplier = m;
     }
@@ -500,7 +500,7 @@ function parseLimits(scope: Scope, v: unknown): LimitsConfig {
   const d = DEFAULTS.limits;
   if (v === undefined) return { ...d };
   if (!isTable(v)) {
-    scope.error('limits', `expected a table ([clusters.limits]), got ${describe(v)}`);
+    scope.error('limits', `expected a table ([clusters.limits]), got ${describeValue(v)}`);
     return { ...d };
   }
   const s = scope.sub('limits');
@@ -545,7 +545,7 @@ function parseCluster(
 ): ClusterConfig | undefined {
   const scope = new Scope(report, label);
   if (!isTable(raw)) {
-    report.error(label, `expected a table ([[clusters]]), got ${describe(raw)}`);
+    report.error(label, `expected a table ([[clusters]]), got ${describeValue(raw)}`);
     return undefined;
   }
   const t = raw;
@@ -559,7 +559,7 @@ function parseCluster(
   let name = '';
   const n = t['name'];
   if (n === undefined) scope.error('name', 'required: a unique name for this cluster');
-  else if (typeof n !== 'string') scope.error('name', `expected a string, got ${describe(n)}`);
+  else if (typeof n !== 'string') scope.error('name', `expected a string, got ${describeValue(n)}`);
   else if (n.trim() === '') scope.error('name', 'must not be empty');
   else name = n;
 
@@ -676,7 +676,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     report.error('clusters', 'at least one [[clusters]] table is required');
   } else if (!Array.isArray(raw)) {
     const hint = isTable(raw) ? ' (write [[clusters]], with double brackets)' : '';
-    report.error('clusters', `expected an array of tables ([[clusters]]), got ${describe(raw)}${hint}`);
+    report.error('clusters', `expected an array of tables ([[clusters]]), got ${describeValue(raw)}${hint}`);
   } else if (raw.length === 0) {
     report.error('clusters', 'at least one [[clusters]] table is required');
   } else {
