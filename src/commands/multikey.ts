@@ -47,6 +47,8 @@ export function planSplit(
   backendOf: (key: Buffer) => number,
   done: (frame: Buffer) => void,
 ): SplitPlan | null {
+  // MSET k v k v...: an odd count is left to the backend's own arity error (on one backend)
+  if (kind === 'mset' && (args.length - 1) % 2 !== 0) return null;
   const groups = new Map<number, number[]>(); // backend -> positions (in keyIdx) of its keys
   for (let k = 0; k < keyIdx.length; k++) {
     const b = backendOf(args[keyIdx[k]]);

@@ -46,8 +46,9 @@ export function buildRegistry(view: MetricsView): Registry {
   mirrorCounter(registry, 'aster_client_connections_total', 'client connections accepted', ['cluster'], perCluster((c) => c.stats.totalConnections));
   mirrorCounter(registry, 'aster_commands_total', 'commands received from clients', ['cluster'], perCluster((c) => c.stats.totalCommands));
   mirrorCounter(registry, 'aster_protocol_errors_total', 'client connections closed for a protocol error', ['cluster'], perCluster((c) => c.stats.protocolErrors));
-  mirrorCounter(registry, 'aster_global_error', 'errors (client protocol errors)', [], () => [
-    [{}, view.clusters().reduce((sum, c) => sum + c.stats.protocolErrors, 0)],
+  mirrorCounter(registry, 'aster_internal_errors_total', 'requests answered with an internal error', ['cluster'], perCluster((c) => c.stats.internalErrors));
+  mirrorCounter(registry, 'aster_global_error', 'errors (client protocol errors and internal errors)', [], () => [
+    [{}, view.clusters().reduce((sum, c) => sum + c.stats.protocolErrors + c.stats.internalErrors, 0)],
   ]);
   new Gauge({
     name: 'aster_backend_health_status',

@@ -36,7 +36,9 @@ export interface Listener {
 /** Binds a TCP listener; resolves once it listens (port 0 binds a free port). */
 export function listenTcp(host: string, port: number): Promise<Listener> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true, pauseOnConnect: false });
+    // allowHalfOpen: a client that sends FIN after its requests still gets every reply; the
+    // session ends the socket once the last one is written
+    const server = net.createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true });
     const connections$ = new Observable<net.Socket>((subscriber) => {
       const onConn = (sock: net.Socket): void => subscriber.next(sock);
       server.on('connection', onConn);

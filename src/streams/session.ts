@@ -32,6 +32,7 @@ export interface SessionStats {
   totalConnections: number;
   totalCommands: number;
   protocolErrors: number;
+  internalErrors: number;
 }
 
 /**
@@ -88,7 +89,16 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
   const dispatch = (req: Request): void => {
     const s = seq++;
     up.stats.totalCommands++;
-    const frame = route(req, s);
+    let frame: Buffer | null;
+    try {
+      frame = route(req, s);
+    } catch (err) {
+      // a fault in handling one request answers that request with an error; the session
+      // and every other client go on
+      up.stats.internalErrors++;
+      up.logger.error({ client: id, err }, 'internal error while handling a request');
+      frame = errorFrame('ERR aster-proxy internal error while handling this command');
+    }
     if (frame !== null) target.deliver(s, frame);
     if (client.quit) end();
   };
@@ -96,7 +106,13 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
   const route = (req: Request, s: number): Buffer | null => {
     const args = req.args;
     const spec = lookupCommand(args);
-    if (spec === undefined || !arityOk(spec, args.length)) return errorFrame(commandError(args) ?? 'ERR unknown command');
+    if (spec === undefined || !arityOk(spec, args.length)) {
+      // CLIENT subcommands newer than the command table (SETINFO came with Redis 7.2)
+      if (spec === undefined && args.length >= 2 && CLIENT.equals(lowerAscii(args[0]))) {
+        return client.authed ? answerLocal('client', args, client, up.facts) : NOAUTH;
+      }
+      return errorFrame(commandError(args) ?? 'ERR unknown command');
+    }
     const name = topName(spec);
     if (!client.authed && !allowedBeforeAuth(name)) return NOAUTH;
     if (isLocal(name)) return answerLocal(name, args, client, up.facts);
@@ -108,6 +124,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
       return errorFrame(`ERR command '${spec.name}' has no key to route by and is not supported by aster-proxy in this mode`);
     }
     const kind = splitCommands.get(name);
+    if (kind === 'mset' && args.length % 2 === 0) return errorFrame("ERR wrong number of arguments for 'mset' command");
     if (kind !== undefined && keys.length > 1) {
       const plan = planSplit(kind, args, keys, up.backendFor, (frame) => target.deliver(s, frame));
       if (plan !== null) {
@@ -150,6 +167,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+const CLIENT = Buffer.from('client');
+const lowerAscii = (b: Buffer): Buffer => (b.length === 6 ? Buffer.from(b.toString('latin1').toLowerCase(), 'latin1') : b);
 
 function topName(spec: CommandSpec): string {
   const bar = spec.name.indexOf('|');

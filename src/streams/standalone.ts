@@ -54,7 +54,7 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
   // RESP2 connections open at start; RESP3 ones when the first RESP3 client needs them
   for (let i = 0; i < cfg.servers.length; i++) connect(i, 2);
 
-  const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0 };
+  const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0 };
   const listener = await listenTcp(cfg.listenHost, cfg.listenPort);
   const facts: ProxyFacts = {
     version,
