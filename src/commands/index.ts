@@ -217,9 +217,34 @@ function findIn(index: Map<string, Spec>, arg: Buffer | undefined): Spec | undef
   return index.get(s) ?? index.get(s.toLowerCase());
 }
 
+// A small direct-mapped cache of command names as clients send them (e.g. `GET`, `get`): a hit
+// costs a few byte compares instead of a string conversion and a map lookup per request.
+const CACHE_SLOTS = 256;
+const cachedNames: Array<Buffer | undefined> = new Array<Buffer | undefined>(CACHE_SLOTS);
+const cachedSpecs: Array<Spec | undefined> = new Array<Spec | undefined>(CACHE_SLOTS);
+
+function topCommand(arg: Buffer | undefined): Spec | undefined {
+  if (arg === undefined) return undefined;
+  const n = arg.length;
+  if (n === 0 || n > 24) return findIn(byName, arg);
+  const slot = (arg[0] * 31 + arg[n - 1] * 7 + n) & (CACHE_SLOTS - 1);
+  const name = cachedNames[slot];
+  if (name !== undefined && name.length === n) {
+    let i = 0;
+    while (i < n && name[i] === arg[i]) i++;
+    if (i === n) return cachedSpecs[slot];
+  }
+  const spec = findIn(byName, arg);
+  if (spec !== undefined) {
+    cachedNames[slot] = Buffer.from(arg); // a copy: `arg` is a view of a socket chunk
+    cachedSpecs[slot] = spec;
+  }
+  return spec;
+}
+
 /** Looks up args[0] (case-insensitive) and, for container commands, args[1] as the subcommand. Undefined if unknown. */
 export function lookupCommand(args: readonly Buffer[]): CommandSpec | undefined {
-  const cmd = findIn(byName, args[0]);
+  const cmd = topCommand(args[0]);
   if (cmd === undefined || cmd.subIndex === undefined || args.length < 2) return cmd;
   // Like Redis: a container alone resolves to itself (and then fails its arity check).
   return findIn(cmd.subIndex, args[1]);

@@ -1,25 +1,20 @@
 import { Observable, type OperatorFunction } from 'rxjs';
 import { ReplyDecoder, defaultReplyLimits, type ReplyLimits } from '../protocol/reply-decoder.js';
 
-export interface ReplyFrame {
-  frame: Buffer;
-  /** a RESP3 push (out-of-band), not the answer to a request */
-  push: boolean;
-}
-
 /**
  * Backend socket chunks in, one complete reply per emission out (raw bytes, never decoded
- * into values). A malformed or too deeply nested reply errors the stream: the connection's
+ * into values). A RESP3 push (out-of-band, answering no request) is a frame starting with `>`:
+ * see `isPush`. A malformed or too deeply nested reply errors the stream: the connection's
  * request/reply alignment is then in doubt and it must be closed.
  *
  *   chunks:  --"+OK\r\n:1"--"\r\n"--|
  *   replies: --a------------b-------|
  */
-export function decodeReplies(limits: ReplyLimits = defaultReplyLimits): OperatorFunction<Buffer, ReplyFrame> {
+export function decodeReplies(limits: ReplyLimits = defaultReplyLimits): OperatorFunction<Buffer, Buffer> {
   return (source) =>
-    new Observable<ReplyFrame>((subscriber) => {
+    new Observable<Buffer>((subscriber) => {
       const decoder = new ReplyDecoder(limits);
-      const emit = (frame: Buffer, push: boolean): void => subscriber.next({ frame, push });
+      const emit = (frame: Buffer): void => subscriber.next(frame);
       return source.subscribe({
         next(chunk) {
           try {
@@ -33,3 +28,6 @@ export function decodeReplies(limits: ReplyLimits = defaultReplyLimits): Operato
       });
     });
 }
+
+/** true for a RESP3 push frame (pub/sub messages, invalidations): it answers no request */
+export const isPush = (frame: Buffer): boolean => frame[0] === 0x3e; /* > */

@@ -62,7 +62,8 @@ export class RequestDecoder {
   private argc = 0;
   private argi = 0;
   private bulkLeft = 0;
-  /** offsets (from the request's first byte) and lengths of the arguments read so far */
+  /** offsets (from the request's first byte) and lengths of the arguments read so far
+   *  (indexed by argument number, reused from request to request) */
   private argOff: number[] = [];
   private argLen: number[] = [];
   /** earlier chunks' parts of the request in progress, and their total length */
@@ -147,8 +148,8 @@ export class RequestDecoder {
           if (this.num > this.limits.maxBulkBytes) {
             throw new ProtocolError(`invalid bulk length (more than ${this.limits.maxBulkBytes} bytes)`);
           }
-          this.argOff.push(this.partsLen + pos - start);
-          this.argLen.push(this.num);
+          this.argOff[this.argi] = this.partsLen + pos - start;
+          this.argLen[this.argi] = this.num;
           this.bulkLeft = this.num + 2;
           this.state = S.BulkData;
           break;
@@ -213,8 +214,6 @@ export class RequestDecoder {
 
   private reset(): void {
     this.state = S.Start;
-    this.argOff.length = 0;
-    this.argLen.length = 0;
     if (this.parts.length > 0) {
       this.parts = [];
       this.partsLen = 0;

@@ -2,7 +2,7 @@ import type net from 'node:net';
 import { Subject, Subscription, type Observable, type SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
 import { coalesceWrites } from '../operators/coalesce-writes.js';
-import { decodeReplies } from '../operators/decode-replies.js';
+import { decodeReplies, isPush } from '../operators/decode-replies.js';
 import { overdue } from '../operators/overdue.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
@@ -141,8 +141,8 @@ export class BackendConnection {
       fromSocket(socket)
         .pipe(decodeReplies(opts.limits))
         .subscribe({
-          next: ({ frame, push }) => {
-            if (push) return; // out-of-band (RESP3 push): answers no request
+          next: (frame) => {
+            if (isPush(frame)) return; // out-of-band (RESP3 push): answers no request
             const p = this.pending.shift();
             if (p === undefined) {
               this.fail('reply with no request', true);

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { Subject, Subscription, takeWhile, tap } from 'rxjs';
+import { Subject, Subscription, takeWhile } from 'rxjs';
 import type { Logger } from 'pino';
 import { decodeRequests } from '../operators/decode-requests.js';
 import { inOrder, type Slot } from '../operators/in-order.js';
@@ -72,8 +72,10 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
     slots$
       .pipe(
         inOrder(),
-        tap(() => emitted++),
-        takeWhile((_, i) => !(ending && i >= seq - 1), true),
+        takeWhile((_, i) => {
+          emitted = i + 1;
+          return !(ending && i >= seq - 1);
+        }, true),
         coalesceWrites(immediateScheduler),
       )
       .subscribe(toSocket(socket)),

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import { map } from 'rxjs';
 import { decodeRequests } from '../../src/operators/decode-requests.js';
-import { decodeReplies } from '../../src/operators/decode-replies.js';
+import { decodeReplies, isPush } from '../../src/operators/decode-replies.js';
 import { ProtocolError } from '../../src/protocol/request-decoder.js';
 import { ReplyProtocolError } from '../../src/protocol/reply-decoder.js';
 import { b, testScheduler } from './helpers.js';
@@ -40,7 +40,7 @@ describe('decodeReplies', () => {
   it('emits whole replies and flags RESP3 pushes', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       const chunks = cold('-a-b----|', { a: b('+OK\r\n*2\r\n:1'), b: b('\r\n:2\r\n>1\r\n+x\r\n') });
-      expectObservable(chunks.pipe(decodeReplies(), map((f) => `${f.push ? 'push ' : ''}${f.frame.length}`))).toBe('-x-(yz)-|', {
+      expectObservable(chunks.pipe(decodeReplies(), map((f) => `${isPush(f) ? 'push ' : ''}${f.length}`))).toBe('-x-(yz)-|', {
         x: '5',
         y: '12',
         z: 'push 8',
@@ -51,7 +51,7 @@ describe('decodeReplies', () => {
   it('errors on a malformed reply', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       const chunks = cold('-a-', { a: b('+OK\r\n%x') });
-      const out = chunks.pipe(decodeReplies(), map((f) => f.frame.length));
+      const out = chunks.pipe(decodeReplies(), map((f) => f.length));
       expectObservable(out).toBe('-(x#)', { x: 5 }, new ReplyProtocolError('bad length line'));
     });
   });
