@@ -5,13 +5,14 @@
  * Exit status: 0 ok, 1 bad config (or `--check` found problems, or the proxy failed to start),
  * 2 bad command line.
  */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { constants as osConstants, networkInterfaces } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
-import { ConfigError, loadConfig, nearest, type LoadResult } from './config/load.js';
+import { ConfigError, nearest, type LoadResult } from './config/load.js';
+import { loadConfig } from './sources/config-file.js';
+import { readVersion } from './sources/package-info.js';
+
+export { readVersion };
 import type { Config } from './config/types.js';
 import { createLogger, LOG_LEVELS, type LogLevel, type Logger } from './sinks/log.js';
 import { startProxy as realStartProxy, type ProxyOptions, type RunningProxy } from './streams/proxy.js';
@@ -53,21 +54,6 @@ export interface ServeDeps {
   onStopSignal: (handler: (signal: NodeJS.Signals) => void) => () => void;
   /** ends the process at once (a second stop signal while shutting down) */
   exitNow: (code: number) => void;
-}
-
-/** The version in this package's package.json (found from this module, in src/ or dist/src/). */
-export function readVersion(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'aster-proxy' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not here: look one level up
-    }
-    dir = dirname(dir);
-  }
-  return 'unknown';
 }
 
 const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;

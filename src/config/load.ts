@@ -5,7 +5,6 @@
  * `ConfigError`, each on its own line, naming the file, the cluster and the key. Keys the proxy
  * does not know are not errors but warnings (the CLI turns them into errors under `--check`).
  */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import toml from 'toml';
@@ -718,24 +717,4 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   if (report.problems.length > 0) throw new ConfigError(report.problems, report.warnings);
   return { config: { file, clusters }, warnings: report.warnings };
-}
-
-/** Reads and validates a config file; a missing or unreadable file is a `ConfigError` naming it. */
-export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    const why =
-      e.code === 'ENOENT'
-        ? 'no such file'
-        : e.code === 'EISDIR'
-          ? 'is a directory'
-          : e.code === 'EACCES'
-            ? 'permission denied'
-            : (e.message ?? String(err));
-    throw new ConfigError([`${file}: cannot read the config file: ${why}`]);
-  }
-  return parseConfig(text, file, env);
 }

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { ClusterConfig, Config } from '../config/types.js';
 import { serveMetrics, type MetricsServer } from '../sinks/metrics.js';
+import { VERSION } from '../sources/package-info.js';
 import { startStandalone, type RunningCluster } from './standalone.js';
 
 export interface ProxyOptions {
@@ -21,9 +21,6 @@ export interface RunningProxy {
   close(): Promise<void>;
 }
 
-export const VERSION: string = (
-  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
 
 /** Starts every cluster of the config, each with its own listener. */
 export async function startProxy(config: Config, opts: ProxyOptions): Promise<RunningProxy> {

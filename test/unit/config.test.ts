@@ -4,7 +4,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, DEFAULTS, loadConfig, parseConfig, type LoadResult } from '../../src/config/load.js';
+import { ConfigError, DEFAULTS, parseConfig, type LoadResult } from '../../src/config/load.js';
+import { loadConfig } from '../../src/sources/config-file.js';
 import { createLogger, REDACTED } from '../../src/sinks/log.js';
 
 const FILE = 'test.toml';
