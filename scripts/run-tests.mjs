@@ -98,7 +98,9 @@ function supervise(args) {
     note(why);
     try {
       child.kill('SIGTERM');
-    } catch {}
+    } catch {
+      // already gone
+    }
     setTimeout(() => signalGroup('SIGTERM'), 15_000).unref();
     setTimeout(() => signalGroup('SIGKILL'), 25_000).unref();
   };

@@ -244,7 +244,9 @@ async function startRedis({ host, port }) {
     let tail = '';
     try {
       tail = readFileSync(log, 'utf8').trim().split('\n').slice(-5).join('\n');
-    } catch {}
+    } catch {
+      // no log to show
+    }
     throw new Error(`redis-server on ${host}:${port} did not start (log ${relative(root, log)}):\n${tail}`);
   }
   say(`started redis-server ${host}:${port} (pid ${proc.pid}, log ${relative(root, log)})`);

@@ -13,7 +13,7 @@
  * finder is used when Redis has one that matters (SORT, SORT_RO, MIGRATE, GEORADIUS*), else no
  * keys. So keyIndexes() gives the same positions as the server's COMMAND GETKEYS.
  */
-import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import type { Resp } from '../protocol/encode.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -123,7 +123,7 @@ const enum Blocking {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-const table = JSON.parse(readFileSync(new URL('./table.json', import.meta.url), 'utf8')) as Table;
+const table = createRequire(import.meta.url)('./table.json') as Table;
 
 /** The Redis version the table was generated from. */
 export const redisVersion: string = table.redisVersion;

@@ -296,7 +296,6 @@ export function splitInline(line: Buffer): Buffer[] {
           cur.push(e === 0x6e ? 10 : e === 0x72 ? 13 : e === 0x74 ? 9 : e === 0x62 ? 8 : e === 0x61 ? 7 : e);
         } else if (c === 0x22 /* " */) {
           if (i + 1 < n && !isSpace(line[i + 1])) throw new ProtocolError('unbalanced quotes in request');
-          inDq = false;
           i++;
           break;
         } else {
@@ -310,7 +309,6 @@ export function splitInline(line: Buffer): Buffer[] {
           cur.push(0x27);
         } else if (c === 0x27 /* ' */) {
           if (i + 1 < n && !isSpace(line[i + 1])) throw new ProtocolError('unbalanced quotes in request');
-          inSq = false;
           i++;
           break;
         } else {

@@ -150,7 +150,7 @@ export class BackendConnection {
             }
             p.target.deliver(p.seq, frame);
           },
-          error: (err: Error) => this.fail(err.message, true),
+          error: (err: unknown) => this.fail(err instanceof Error ? err.message : String(err), true),
           complete: () => this.fail('connection closed by the backend', true),
         }),
     );

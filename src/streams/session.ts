@@ -72,6 +72,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
     slots$
       .pipe(
         inOrder(),
+        // completes after the reply to the last request read: decided by position, not value
+        // eslint-disable-next-line rxjs-x/no-ignored-takewhile-value
         takeWhile((_, i) => {
           emitted = i + 1;
           return !(ending && i >= seq - 1);

@@ -233,10 +233,6 @@ class Raw {
   }
 }
 
-function isErr(v: Resp, prefix = ''): boolean {
-  return v instanceof RespErr && v.message.startsWith(prefix);
-}
-
 function assertErr(v: Resp, prefix: string, what = ''): void {
   assert.ok(v instanceof RespErr, `${what}: expected an error starting with ${JSON.stringify(prefix)}, got ${JSON.stringify(v)}`);
   assert.ok(v.message.startsWith(prefix), `${what}: expected an error starting with ${JSON.stringify(prefix)}, got ${JSON.stringify(v.message)}`);
@@ -571,7 +567,6 @@ describe('proxy basic (3 backends)', { timeout: 120_000 }, () => {
 function randomRequests(count: number, seed: number): { bytes: Buffer; n: number } {
   const rnd = mulberry32(seed);
   const int = (n: number): number => Math.floor(rnd() * n);
-  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)];
   const str = (i: number): string => `${i}:s`;
   const val = (): string => {
     const len = rnd() < 0.05 ? 1000 + int(20_000) : int(40);

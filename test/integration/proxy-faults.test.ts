@@ -234,10 +234,6 @@ class Raw {
   }
 }
 
-function isErr(v: Resp, prefix = ''): boolean {
-  return v instanceof RespErr && v.message.startsWith(prefix);
-}
-
 function assertErr(v: Resp, prefix: string, what = ''): void {
   assert.ok(v instanceof RespErr, `${what}: expected an error starting with ${JSON.stringify(prefix)}, got ${JSON.stringify(v)}`);
   assert.ok(v.message.startsWith(prefix), `${what}: expected an error starting with ${JSON.stringify(prefix)}, got ${JSON.stringify(v.message)}`);
