@@ -184,8 +184,9 @@ export class BackendConnection {
     this.socket = null;
     this.out$ = null;
     this.lastError = reason;
-    if (reconnect && (this.pending.length > 0 || wasUp)) {
-      this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection closed');
+    // one line when a backend goes away, not one per reconnect attempt while it stays away
+    if (reconnect && (wasUp || this.attempts === 0)) {
+      this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection lost; its requests fail fast until it is back');
     }
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);
     for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) if (p.seq !== SETUP) p.target.deliver(p.seq, frame);

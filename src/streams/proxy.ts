@@ -1,3 +1,4 @@
+import { config as rxConfig } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClusterConfig, Config } from '../config/types.js';
 import { serveMetrics, type MetricsServer } from '../sinks/metrics.js';
@@ -24,6 +25,8 @@ export interface RunningProxy {
 
 /** Starts every cluster of the config, each with its own listener. */
 export async function startProxy(config: Config, opts: ProxyOptions): Promise<RunningProxy> {
+  // an error no subscriber handled is logged, not rethrown on a timer (which would end the process)
+  rxConfig.onUnhandledError = (err: unknown) => opts.logger.error({ err }, 'unhandled error in a stream');
   const running: RunningCluster[] = [];
   let metrics: MetricsServer | undefined;
   try {

@@ -102,11 +102,17 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
   let nextId = 1;
   const sessions = new Set<Subscription>();
   const accepting = listener.connections$.subscribe((socket) => {
-    if (cfg.tcpKeepalive > 0) socket.setKeepAlive(true, cfg.tcpKeepalive * 1000);
-    socket.setNoDelay(true);
-    const session = runSession(socket, up, nextId++);
-    sessions.add(session);
-    session.add(() => sessions.delete(session));
+    try {
+      if (cfg.tcpKeepalive > 0) socket.setKeepAlive(true, cfg.tcpKeepalive * 1000);
+      socket.setNoDelay(true);
+      const session = runSession(socket, up, nextId++);
+      sessions.add(session);
+      session.add(() => sessions.delete(session));
+    } catch (err) {
+      // one connection that could not be set up is dropped; the listener goes on
+      log.error({ err }, 'could not start a client session');
+      socket.destroy();
+    }
   });
 
   return {
