@@ -27,6 +27,7 @@ export interface RunningProxy {
 export async function startProxy(config: Config, opts: ProxyOptions): Promise<RunningProxy> {
   // an error no subscriber handled is logged, not rethrown on a timer (which would end the process)
   rxConfig.onUnhandledError = (err: unknown) => opts.logger.error({ err }, 'unhandled error in a stream');
+  if (opts.reload) opts.logger.warn('--reload: hot reload is not implemented in this version yet; restart the proxy to apply config changes');
   const running: RunningCluster[] = [];
   let metrics: MetricsServer | undefined;
   try {
