@@ -56,6 +56,7 @@ export const DEFAULTS = {
   pingFailLimit: 0,
   pingInterval: 300_000,
   pingSuccInterval: 1000,
+  ejectMode: 'remap' as 'remap' | 'fail_fast',
   tcpKeepalive: 0,
   backupRequest: { enabled: false, multiplier: 2.0 },
   limits: {
@@ -81,6 +82,7 @@ const CLUSTER_KEYS = [
   'ping_fail_limit',
   'ping_interval',
   'ping_succ_interval',
+  'eject_mode',
   'tcpkeepalive',
   'backup_request',
   'password',
@@ -463,6 +465,13 @@ function parseHashTag(scope: Scope, v: unknown): string | undefined {
   return v;
 }
 
+function parseEjectMode(scope: Scope, v: unknown): 'remap' | 'fail_fast' {
+  if (v === undefined) return DEFAULTS.ejectMode;
+  if (v === 'remap' || v === 'fail_fast') return v;
+  scope.error('eject_mode', `expected "remap" (move an ejected server's keys to the others, as twemproxy) or "fail_fast" (answer them with an error), got ${describeValue(v)}`);
+  return DEFAULTS.ejectMode;
+}
+
 function parsePassword(scope: Scope, t: Table, key: string): string | undefined {
   const v = readOptString(scope, t, key, 'a string');
   if (v === '') {
@@ -593,6 +602,7 @@ function parseCluster(
     pingFailLimit: readInt(scope, t, 'ping_fail_limit', { min: 0 }, DEFAULTS.pingFailLimit),
     pingInterval: readInt(scope, t, 'ping_interval', TIMER_MS, DEFAULTS.pingInterval),
     pingSuccInterval: readInt(scope, t, 'ping_succ_interval', TIMER_MS, DEFAULTS.pingSuccInterval),
+    ejectMode: parseEjectMode(scope, t['eject_mode']),
     tcpKeepalive: readInt(
       scope,
       t,

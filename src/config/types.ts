@@ -55,6 +55,8 @@ export interface ClusterConfig {
   pingFailLimit: number;
   pingInterval: number;
   pingSuccInterval: number;
+  /** what ejection does to an ejected server's keys: move them (twemproxy) or fail them fast */
+  ejectMode: 'remap' | 'fail_fast';
   /** seconds of TCP keepalive on backend and client sockets; 0 = off */
   tcpKeepalive: number;
   backupRequest: BackupRequestConfig;

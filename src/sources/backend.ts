@@ -70,6 +70,8 @@ export class BackendConnection {
   private attempts = 0;
   private lastError = 'not connected yet';
   private _state: BackendState = 'connecting';
+  /** replaced (reload): finish what is in flight, then close, without reconnecting */
+  private draining = false;
   private readonly ticker: Subscription;
 
   constructor(private readonly opts: BackendOptions) {
@@ -102,6 +104,12 @@ export class BackendConnection {
     }
     this.pending.push({ target, seq, sentAt: this.opts.scheduler.now() });
     this.out$.next(data);
+  }
+
+  /** Stops taking part: requests already sent are answered, then the connection closes. */
+  drain(): void {
+    this.draining = true;
+    if (this.pending.length === 0) this.close();
   }
 
   close(): void {
@@ -149,6 +157,7 @@ export class BackendConnection {
               return;
             }
             p.target.deliver(p.seq, frame);
+            if (this.draining && this.pending.length === 0) this.close();
           },
           error: (err: unknown) => this.fail(err instanceof Error ? err.message : String(err), true),
           complete: () => this.fail('connection closed by the backend', true),
@@ -191,7 +200,10 @@ export class BackendConnection {
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);
     for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) if (p.seq !== SETUP) p.target.deliver(p.seq, frame);
     this._state = 'down';
-    if (!reconnect) return;
+    if (!reconnect || this.draining) {
+      if (this.draining) this.close();
+      return;
+    }
     // a timeout or a protocol error on a live connection reconnects at once; a refused one backs off
     const min = this.opts.backoffMinMs ?? 50;
     const max = this.opts.backoffMaxMs ?? 2000;

@@ -1,8 +1,9 @@
 import { interval, share, Subscription, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import type { ClusterConfig } from '../config/types.js';
-import { Ketama } from '../routing/ketama.js';
-import { BackendConnection } from '../sources/backend.js';
+import type { ClusterConfig, ServerSpec } from '../config/types.js';
+import { ShardMap } from '../routing/shard-map.js';
+import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
+import { errorFrame } from '../protocol/encode.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp, type Listener } from '../sources/socket.js';
 import type { Proto } from '../protocol/encode.js';
@@ -14,48 +15,48 @@ export interface RunningCluster {
   name: string;
   listener: Listener;
   stats: SessionStats;
+  /** the config it runs on now */
+  config(): ClusterConfig;
+  /** the current key placement (health checks eject and restore servers on it) */
+  shards(): ShardMap;
   /** state of each backend's shared RESP2 connection */
   backends(): Array<{ label: string; state: string }>;
+  /**
+   * Applies a new config of this cluster (same name, listen address and cache type) without
+   * dropping client connections: servers added, removed or reweighted, timeouts, passwords,
+   * limits. Requests in flight finish on the connections they were sent on.
+   */
+  reconfigure(cfg: ClusterConfig): void;
   close(): Promise<void>;
 }
+
+const poolSettings = (cfg: ClusterConfig): PoolSettings => ({
+  readTimeoutMs: cfg.readTimeout,
+  connectTimeoutMs: cfg.writeTimeout,
+  keepAliveSec: cfg.tcpKeepalive,
+  password: cfg.backendPassword,
+  limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
+});
 
 /**
  * A standalone (twemproxy-mode) cluster: one listener, keys sharded over the servers with
  * ketama, one shared pipelined connection per backend (and per RESP version in use).
  */
-export async function startStandalone(cfg: ClusterConfig, version: string, logger: Logger): Promise<RunningCluster> {
-  const log = logger.child({ cluster: cfg.name });
-  const ring = new Ketama(cfg.servers.map((s) => ({ name: s.name, weight: s.weight })));
-  const hashTag = cfg.hashTag;
+export async function startStandalone(initial: ClusterConfig, version: string, logger: Logger): Promise<RunningCluster> {
+  const log = logger.child({ cluster: initial.name });
+  let cfg = initial;
+  let shards = new ShardMap(cfg.servers, cfg.hashTag, cfg.ejectMode);
   const tickMs = Math.max(5, Math.min(100, Math.floor(cfg.readTimeout / 10)));
   const ticks$: Observable<number> = interval(tickMs, immediateScheduler).pipe(share());
-  const conns: Array<[BackendConnection | null, BackendConnection | null]> = cfg.servers.map(() => [null, null]);
-
-  const connect = (i: number, proto: Proto): BackendConnection => {
-    const s = cfg.servers[i];
-    const conn = new BackendConnection({
-      host: s.host,
-      port: s.port,
-      label: s.alias ?? s.addr,
-      readTimeoutMs: cfg.readTimeout,
-      connectTimeoutMs: cfg.writeTimeout,
-      keepAliveSec: cfg.tcpKeepalive,
-      proto,
-      password: cfg.backendPassword,
-      limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
-      ticks$,
-      scheduler: immediateScheduler,
-      flushScheduler: immediateScheduler,
-      logger: log,
-    });
-    conns[i][proto - 2] = conn;
-    return conn;
-  };
-  // RESP2 connections open at start; RESP3 ones when the first RESP3 client needs them
-  for (let i = 0; i < cfg.servers.length; i++) connect(i, 2);
+  const pool = new BackendPool(poolSettings(cfg), ticks$, log);
+  pool.sync(cfg.servers);
 
   const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0 };
   const listener = await listenTcp(cfg.listenHost, cfg.listenPort);
+  const backendLine = (srv: ServerSpec, i: number): [string, string] => [
+    `backend${i}`,
+    `name=${srv.name},addr=${srv.addr},weight=${srv.weight},live=${shards.isLive(i) ? 1 : 0},state=${pool.state(srv.addr)},inflight=${pool.inFlight(srv.addr)}`,
+  ];
   const facts: ProxyFacts = {
     version,
     mode: 'standalone',
@@ -78,12 +79,9 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
         [
           ['cluster', cfg.name],
           ['cache_type', cfg.cacheType],
-          ['hash_tag', hashTag ?? ''],
+          ['hash_tag', cfg.hashTag ?? ''],
           ['backends', cfg.servers.length],
-          ...cfg.servers.map((s, i): [string, string] => [
-            `backend${i}`,
-            `name=${s.name},addr=${s.addr},weight=${s.weight},state=${conns[i][0]?.state ?? 'idle'},inflight=${conns[i][0]?.inFlight ?? 0}`,
-          ]),
+          ...cfg.servers.map(backendLine),
         ],
       ],
     ],
@@ -93,9 +91,13 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
     limits: cfg.limits,
     logger: log,
     stats,
-    backendFor: (key: Buffer) => ring.serverFor(key, hashTag),
+    backendFor: (key: Buffer) => shards.backendFor(key),
     send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) {
-      (conns[backend][proto - 2] ?? connect(backend, proto)).send(raw, target, seq);
+      if (backend < 0) {
+        target.deliver(seq, EJECTED);
+        return;
+      }
+      pool.get(shards.servers[backend], proto).send(raw, target, seq);
     },
   };
 
@@ -119,12 +121,29 @@ export async function startStandalone(cfg: ClusterConfig, version: string, logge
     name: cfg.name,
     listener,
     stats,
-    backends: () => cfg.servers.map((s, i) => ({ label: s.alias ?? s.addr, state: conns[i][0]?.state ?? 'idle' })),
+    config: () => cfg,
+    shards: () => shards,
+    backends: () => cfg.servers.map((srv) => ({ label: srv.alias ?? srv.addr, state: pool.state(srv.addr) })),
+    reconfigure(next: ClusterConfig) {
+      cfg = next;
+      const old = shards;
+      shards = new ShardMap(next.servers, next.hashTag, next.ejectMode);
+      // a server that stays keeps its health state
+      next.servers.forEach((srv, i) => {
+        const j = old.indexOf(srv.addr);
+        if (j >= 0 && !old.isLive(j)) shards.eject(i);
+      });
+      pool.sync(next.servers, poolSettings(next));
+      facts.password = next.password;
+      up.limits = next.limits;
+    },
     async close() {
       accepting.unsubscribe();
       await listener.close().catch(() => undefined);
-      for (const s of [...sessions]) s.unsubscribe();
-      for (const pair of conns) for (const c of pair) c?.close();
+      for (const session of [...sessions]) session.unsubscribe();
+      pool.close();
     },
   };
 }
+
+const EJECTED = errorFrame('ERR the server that owns this key is out of service (ejected by health checks)');

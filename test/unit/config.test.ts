@@ -84,6 +84,7 @@ describe('parseConfig: values and defaults', () => {
       pingFailLimit: 0,
       pingInterval: 300_000,
       pingSuccInterval: 1000,
+      ejectMode: 'remap',
       tcpKeepalive: 0,
       backupRequest: { enabled: false, multiplier: 2 },
       limits: { maxBulkBytes: 512 * 1024 * 1024, maxHeaderBytes: 65536, maxArgs: 1048576, maxReplyDepth: 512 },
@@ -597,5 +598,17 @@ describe('logging never shows passwords', () => {
     const lines: string[] = [];
     createLogger('silent', { write: (s: string) => void lines.push(s) }).fatal('x');
     assert.deepEqual(lines, []);
+  });
+});
+
+describe('parseConfig: eject_mode', () => {
+  const base = (extra: string): string =>
+    `[[clusters]]\nname = "a"\nlisten_addr = "127.0.0.1:7000"\ncache_type = "redis"\nservers = ["127.0.0.1:6379"]\n${extra}`;
+  it('accepts remap and fail_fast, defaulting to remap', () => {
+    assert.equal(parseConfig(base(''), 'e.toml').config.clusters[0].ejectMode, 'remap');
+    assert.equal(parseConfig(base('eject_mode = "fail_fast"'), 'e.toml').config.clusters[0].ejectMode, 'fail_fast');
+  });
+  it('names the file, cluster and key of a bad value', () => {
+    assert.throws(() => parseConfig(base('eject_mode = "drop"'), 'e.toml'), /e\.toml: cluster "a": eject_mode: expected "remap"/);
   });
 });

@@ -1,0 +1,70 @@
+import type { ServerSpec } from '../config/types.js';
+import { Ketama } from './ketama.js';
+
+/**
+ * What happens to the keys of a server that health checks took out of service:
+ * - `remap`: the ring is rebuilt over the live servers (twemproxy's auto_eject_hosts), so its
+ *   keys move to other servers; they may read stale data there when it returns.
+ * - `fail_fast`: the ring keeps every server; keys of an ejected one get an immediate error.
+ */
+export type EjectMode = 'remap' | 'fail_fast';
+
+/**
+ * The standalone cluster's key placement: the servers, which of them are in service, and the
+ * ketama ring built for them. Immutable servers; `eject` and `restore` rebuild the ring in
+ * `remap` mode. A reload builds a new ShardMap.
+ */
+export class ShardMap {
+  private live: boolean[];
+  private ring: Ketama;
+  /** ring index -> server index (the ring may hold only the live servers) */
+  private ringToServer: number[];
+
+  constructor(
+    readonly servers: readonly ServerSpec[],
+    readonly hashTag: string | undefined,
+    readonly mode: EjectMode = 'remap',
+  ) {
+    this.live = servers.map(() => true);
+    [this.ring, this.ringToServer] = this.build();
+  }
+
+  /** The server index that owns `key`, or -1 when that server is ejected (fail_fast) or none is live. */
+  backendFor(key: Buffer): number {
+    if (this.ringToServer.length === 0) return -1;
+    const i = this.ringToServer[this.ring.serverFor(key, this.hashTag)];
+    return this.live[i] ? i : -1;
+  }
+
+  isLive(i: number): boolean {
+    return this.live[i] === true;
+  }
+
+  /** Takes server `i` out of service; false if it already was. */
+  eject(i: number): boolean {
+    return this.setLive(i, false);
+  }
+
+  /** Puts server `i` back in service; false if it already was. */
+  restore(i: number): boolean {
+    return this.setLive(i, true);
+  }
+
+  indexOf(addr: string): number {
+    return this.servers.findIndex((s) => s.addr === addr);
+  }
+
+  private setLive(i: number, live: boolean): boolean {
+    if (i < 0 || i >= this.servers.length || this.live[i] === live) return false;
+    this.live[i] = live;
+    if (this.mode === 'remap') [this.ring, this.ringToServer] = this.build();
+    return true;
+  }
+
+  private build(): [Ketama, number[]] {
+    const members = this.servers.map((_, i) => i).filter((i) => this.mode === 'fail_fast' || this.live[i]);
+    if (members.length === 0) return [new Ketama([{ name: 'none', weight: 1 }]), []];
+    const ring = new Ketama(members.map((i) => ({ name: this.servers[i].name, weight: this.servers[i].weight })));
+    return [ring, members];
+  }
+}

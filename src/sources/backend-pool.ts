@@ -1,0 +1,98 @@
+import type { Observable } from 'rxjs';
+import type { Logger } from 'pino';
+import type { ServerSpec } from '../config/types.js';
+import type { Proto } from '../protocol/encode.js';
+import type { ReplyLimits } from '../protocol/reply-decoder.js';
+import { BackendConnection } from './backend.js';
+import { immediateScheduler } from './scheduler.js';
+
+/** How the connections of one cluster are made; a change (reload) replaces them. */
+export interface PoolSettings {
+  readTimeoutMs: number;
+  connectTimeoutMs: number;
+  keepAliveSec: number;
+  password?: string;
+  limits: ReplyLimits;
+}
+
+const sameSettings = (a: PoolSettings, b: PoolSettings): boolean =>
+  a.readTimeoutMs === b.readTimeoutMs &&
+  a.connectTimeoutMs === b.connectTimeoutMs &&
+  a.keepAliveSec === b.keepAliveSec &&
+  a.password === b.password &&
+  a.limits.maxBulkBytes === b.limits.maxBulkBytes &&
+  a.limits.maxDepth === b.limits.maxDepth;
+
+/**
+ * The shared backend connections of one cluster in one worker: one per server address and
+ * RESP version in use. RESP2 connections open at once; RESP3 ones when the first RESP3 client
+ * needs them. `sync` follows a new server list or new settings: connections that are no longer
+ * wanted finish their in-flight requests and close, so a reload drops no reply.
+ */
+export class BackendPool {
+  private conns = new Map<string, { spec: ServerSpec; byProto: [BackendConnection | null, BackendConnection | null] }>();
+
+  constructor(
+    private settings: PoolSettings,
+    private readonly ticks$: Observable<unknown>,
+    private readonly logger: Logger,
+  ) {}
+
+  /** the connection to `server` for RESP `proto`, opened on first use */
+  get(server: ServerSpec, proto: Proto): BackendConnection {
+    let entry = this.conns.get(server.addr);
+    if (entry === undefined) {
+      entry = { spec: server, byProto: [null, null] };
+      this.conns.set(server.addr, entry);
+    }
+    return entry.byProto[proto - 2] ?? (entry.byProto[proto - 2] = this.open(server, proto));
+  }
+
+  /** state of the RESP2 connection to this address ('idle' before any) */
+  state(addr: string): string {
+    return this.conns.get(addr)?.byProto[0]?.state ?? 'idle';
+  }
+
+  inFlight(addr: string): number {
+    return this.conns.get(addr)?.byProto[0]?.inFlight ?? 0;
+  }
+
+  /** Opens connections to `servers`, drains the ones to addresses no longer listed or made with old settings. */
+  sync(servers: readonly ServerSpec[], settings: PoolSettings = this.settings): void {
+    const changed = !sameSettings(settings, this.settings);
+    this.settings = settings;
+    const wanted = new Set(servers.map((s) => s.addr));
+    for (const [addr, entry] of this.conns) {
+      const relabelled = servers.some((s) => s.addr === addr && (s.alias ?? s.addr) !== (entry.spec.alias ?? entry.spec.addr));
+      if (!wanted.has(addr) || changed || relabelled) {
+        for (const c of entry.byProto) c?.drain();
+        this.conns.delete(addr);
+      }
+    }
+    for (const s of servers) this.get(s, 2);
+  }
+
+  close(): void {
+    for (const entry of this.conns.values()) for (const c of entry.byProto) c?.close();
+    this.conns.clear();
+  }
+
+  private open(server: ServerSpec, proto: Proto): BackendConnection {
+    const st = this.settings;
+    return new BackendConnection({
+      host: server.host,
+      port: server.port,
+      label: server.alias ?? server.addr,
+      readTimeoutMs: st.readTimeoutMs,
+      connectTimeoutMs: st.connectTimeoutMs,
+      keepAliveSec: st.keepAliveSec,
+      proto,
+      password: st.password,
+      limits: st.limits,
+      ticks$: this.ticks$,
+      scheduler: immediateScheduler,
+      flushScheduler: immediateScheduler,
+      logger: this.logger,
+    });
+  }
+}
