@@ -23,6 +23,8 @@ export const EXIT_USAGE = 2;
 
 export const DEFAULT_CONFIG = 'default.toml';
 export const DEFAULT_METRICS_PORT = 2110;
+/** how long a SIGTERM/SIGINT shutdown waits for clients' in-flight requests */
+export const SHUTDOWN_DEADLINE_MS = 10_000;
 
 export interface Output {
   write(chunk: string): unknown;
@@ -361,7 +363,8 @@ export async function serveProxy(req: ServeRequest, deps: ServeDeps): Promise<nu
     }
     await stopped;
     try {
-      await proxy.close();
+      // stop accepting, answer every request already read, close; a second signal exits at once
+      await proxy.shutdown(SHUTDOWN_DEADLINE_MS);
     } catch (err) {
       logger.error({ err }, 'error while closing');
       return EXIT_CONFIG;

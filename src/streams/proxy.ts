@@ -19,6 +19,8 @@ export interface RunningProxy {
   listeners: Array<{ cluster: string; host: string; port: number }>;
   /** the bound metrics port, when metrics are on */
   metricsPort?: number;
+  /** graceful stop (see RunningCluster.drain), then close; within `deadlineMs` */
+  shutdown(deadlineMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -56,6 +58,10 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
   return {
     listeners: running.map((r) => ({ cluster: r.name, host: r.listener.host, port: r.listener.port })),
     metricsPort: metrics?.port,
+    shutdown: async (deadlineMs: number) => {
+      await Promise.all(running.map((r) => r.drain(deadlineMs)));
+      await Promise.all([...running.map((r) => r.close()), metrics?.close()]);
+    },
     close: async () => {
       await Promise.all([...running.map((r) => r.close()), metrics?.close()]);
     },

@@ -44,7 +44,14 @@ export interface SessionStats {
  * Requests are numbered as they arrive; replies come back in any order and leave in request
  * order. A protocol error is answered after every earlier reply, then the connection closes.
  */
-export function runSession(socket: net.Socket, up: Upstream, id: number): Subscription {
+export interface Session {
+  /** tears the session down at once (socket destroyed) */
+  subscription: Subscription;
+  /** graceful end: stop reading, answer every request already read, then close */
+  end(): void;
+}
+
+export function runSession(socket: net.Socket, up: Upstream, id: number): Session {
   const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined };
   const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
@@ -85,6 +92,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
 
   /** stop reading; close once every request read so far is answered */
   const end = (): void => {
+    if (ending) return;
     ending = true;
     input.unsubscribe();
     if (emitted === seq) slots$.complete();
@@ -167,7 +175,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Subscr
   session.add(() => {
     if (!socket.destroyed) socket.destroy();
   });
-  return session;
+  return { subscription: session, end };
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');

@@ -1,4 +1,4 @@
-import { interval, share, Subscription, type Observable } from 'rxjs';
+import { interval, share, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClusterConfig, ServerSpec } from '../config/types.js';
 import { ShardMap } from '../routing/shard-map.js';
@@ -9,7 +9,7 @@ import { listenTcp, type Listener } from '../sources/socket.js';
 import type { Proto } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import type { ProxyFacts } from '../commands/local.js';
-import { runSession, type SessionStats, type Upstream } from './session.js';
+import { runSession, type Session, type SessionStats, type Upstream } from './session.js';
 
 export interface RunningCluster {
   name: string;
@@ -27,6 +27,12 @@ export interface RunningCluster {
    * limits. Requests in flight finish on the connections they were sent on.
    */
   reconfigure(cfg: ClusterConfig): void;
+  /**
+   * Graceful stop: no new connections, clients stop being read, every request already read is
+   * answered and its connection closed; resolves when all are closed or at the deadline.
+   * Backends stay open until `close`.
+   */
+  drain(deadlineMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -102,14 +108,14 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   };
 
   let nextId = 1;
-  const sessions = new Set<Subscription>();
+  const sessions = new Set<Session>();
   const accepting = listener.connections$.subscribe((socket) => {
     try {
       if (cfg.tcpKeepalive > 0) socket.setKeepAlive(true, cfg.tcpKeepalive * 1000);
       socket.setNoDelay(true);
       const session = runSession(socket, up, nextId++);
       sessions.add(session);
-      session.add(() => sessions.delete(session));
+      session.subscription.add(() => sessions.delete(session));
     } catch (err) {
       // one connection that could not be set up is dropped; the listener goes on
       log.error({ err }, 'could not start a client session');
@@ -137,10 +143,18 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       facts.password = next.password;
       up.limits = next.limits;
     },
+    async drain(deadlineMs: number) {
+      accepting.unsubscribe();
+      const closing = listener.close().catch(() => undefined);
+      for (const session of [...sessions]) session.end();
+      const until = Date.now() + deadlineMs;
+      while (sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      await closing;
+    },
     async close() {
       accepting.unsubscribe();
       await listener.close().catch(() => undefined);
-      for (const session of [...sessions]) session.unsubscribe();
+      for (const session of [...sessions]) session.subscription.unsubscribe();
       pool.close();
     },
   };

@@ -375,6 +375,10 @@ describe('serveProxy (in process, fake proxy and signals)', () => {
         closed++;
         await (opts.close?.() ?? Promise.resolve());
       },
+      shutdown: async () => {
+        closed++;
+        await (opts.close?.() ?? Promise.resolve());
+      },
     };
     const deps: ServeDeps = {
       logger,
