@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ServerSpec } from '../config/types.js';
 import type { Proto } from '../protocol/encode.js';
 import type { ReplyLimits } from '../protocol/reply-decoder.js';
-import { BackendConnection } from './backend.js';
+import { BackendConnection, type BackendErrorKind } from './backend.js';
 import { immediateScheduler } from './scheduler.js';
 
 /** How the connections of one cluster are made; a change (reload) replaces them. */
@@ -36,6 +36,8 @@ export class BackendPool {
     private settings: PoolSettings,
     private readonly ticks$: Observable<unknown>,
     private readonly logger: Logger,
+    /** each `-LOADING`, `-BUSY` or `-OOM` reply of a backend (health checks count them) */
+    private readonly onBackendError?: (addr: string, kind: BackendErrorKind) => void,
   ) {}
 
   /** the connection to `server` for RESP `proto`, opened on first use */
@@ -55,6 +57,11 @@ export class BackendPool {
 
   inFlight(addr: string): number {
     return this.conns.get(addr)?.byProto[0]?.inFlight ?? 0;
+  }
+
+  /** Connections to `addr` waiting out a reconnect backoff try again now (the server answers again). */
+  retryNow(addr: string): void {
+    for (const c of this.conns.get(addr)?.byProto ?? []) c?.retryNow();
   }
 
   /** Opens connections to `servers`, drains the ones to addresses no longer listed or made with old settings. */
@@ -93,6 +100,7 @@ export class BackendPool {
       scheduler: immediateScheduler,
       flushScheduler: immediateScheduler,
       logger: this.logger,
+      onBackendError: this.onBackendError === undefined ? undefined : (kind) => this.onBackendError?.(server.addr, kind),
     });
   }
 }

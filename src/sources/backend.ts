@@ -26,6 +26,22 @@ const SETUP = -1;
 
 export type BackendState = 'connecting' | 'up' | 'down' | 'closed';
 
+/** Error replies that say the server, not the request, is in trouble: health checks count them. */
+export type BackendErrorKind = 'LOADING' | 'BUSY' | 'OOM';
+
+const HEALTH_ERRORS: ReadonlyArray<[Buffer, BackendErrorKind]> = [
+  [Buffer.from('-LOADING '), 'LOADING'],
+  [Buffer.from('-BUSY '), 'BUSY'], // not -BUSYKEY or -BUSYGROUP: those are about the request
+  [Buffer.from('-OOM '), 'OOM'],
+];
+
+/** The kind of a `-LOADING`, `-BUSY` or `-OOM` error reply; undefined for any other reply. */
+export function healthErrorKind(frame: Buffer): BackendErrorKind | undefined {
+  if (frame[0] !== 0x2d /* - */) return undefined;
+  for (const [prefix, kind] of HEALTH_ERRORS) if (frame.length >= prefix.length && frame.compare(prefix, 0, prefix.length, 0, prefix.length) === 0) return kind;
+  return undefined;
+}
+
 export interface BackendOptions {
   host: string;
   port: number;
@@ -48,6 +64,8 @@ export interface BackendOptions {
   /** first reconnect delay and cap, ms */
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /** called for each `-LOADING`, `-BUSY` or `-OOM` reply (which still goes to its client as it is) */
+  onBackendError?(kind: BackendErrorKind): void;
 }
 
 /**
@@ -112,6 +130,14 @@ export class BackendConnection {
     if (this.pending.length === 0) this.close();
   }
 
+  /** Reconnects now instead of at the end of the backoff (health checks saw the server answer). */
+  retryNow(): void {
+    if (this._state !== 'down' || this.retry === null) return;
+    this.retry.unsubscribe();
+    this.retry = null;
+    this.open();
+  }
+
   close(): void {
     if (this._state === 'closed') return;
     this.fail('proxy is shutting down', false);
@@ -155,6 +181,10 @@ export class BackendConnection {
             if (p === undefined) {
               this.fail('reply with no request', true);
               return;
+            }
+            if (frame[0] === 0x2d /* - */ && this.opts.onBackendError !== undefined) {
+              const kind = healthErrorKind(frame);
+              if (kind !== undefined) this.opts.onBackendError(kind);
             }
             p.target.deliver(p.seq, frame);
             if (this.draining && this.pending.length === 0) this.close();

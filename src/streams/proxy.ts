@@ -72,7 +72,6 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
 function notYetApplied(c: ClusterConfig): string[] {
   const notes: string[] = [];
   if (c.thread > 1) notes.push(`thread = ${c.thread}: this version runs one worker per process; workers come in a later version`);
-  if (c.pingFailLimit > 0) notes.push('ping_fail_limit: health checks (ejecting failed servers) are not implemented yet; a down server gets fast errors instead');
   if (c.backupRequest.enabled) notes.push('backup_request: backup requests are not implemented yet (cluster mode feature)');
   return notes;
 }

@@ -10,6 +10,7 @@ import type { Proto } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import type { ProxyFacts } from '../commands/local.js';
 import { runSession, type Session, type SessionStats, type Upstream } from './session.js';
+import { startHealth, type BackendHealth } from './health.js';
 
 export interface RunningCluster {
   name: string;
@@ -21,6 +22,8 @@ export interface RunningCluster {
   shards(): ShardMap;
   /** state of each backend's shared RESP2 connection */
   backends(): Array<{ label: string; state: string }>;
+  /** health checks: each backend in service or not, and how often it was ejected and came back */
+  health(): BackendHealth[];
   /**
    * Applies a new config of this cluster (same name, listen address and cache type) without
    * dropping client connections: servers added, removed or reweighted, timeouts, passwords,
@@ -54,11 +57,16 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   let shards = new ShardMap(cfg.servers, cfg.hashTag, cfg.ejectMode);
   const tickMs = Math.max(5, Math.min(100, Math.floor(cfg.readTimeout / 10)));
   const ticks$: Observable<number> = interval(tickMs, immediateScheduler).pipe(share());
-  const pool = new BackendPool(poolSettings(cfg), ticks$, log);
+  const pool = new BackendPool(poolSettings(cfg), ticks$, log, (addr, kind) => health.report(addr, kind));
+  const health = startHealth(cfg, { shards: () => shards, logger: log, onRestore: (srv) => pool.retryNow(srv.addr) });
   pool.sync(cfg.servers);
 
   const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0 };
-  const listener = await listenTcp(cfg.listenHost, cfg.listenPort);
+  const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
+    health.close();
+    pool.close();
+    throw err;
+  });
   const backendLine = (srv: ServerSpec, i: number): [string, string] => [
     `backend${i}`,
     `name=${srv.name},addr=${srv.addr},weight=${srv.weight},live=${shards.isLive(i) ? 1 : 0},state=${pool.state(srv.addr)},inflight=${pool.inFlight(srv.addr)}`,
@@ -130,6 +138,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     config: () => cfg,
     shards: () => shards,
     backends: () => cfg.servers.map((srv) => ({ label: srv.alias ?? srv.addr, state: pool.state(srv.addr) })),
+    health: () => health.status(),
     reconfigure(next: ClusterConfig) {
       cfg = next;
       const old = shards;
@@ -140,6 +149,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
         if (j >= 0 && !old.isLive(j)) shards.eject(i);
       });
       pool.sync(next.servers, poolSettings(next));
+      health.follow(next);
       facts.password = next.password;
       up.limits = next.limits;
     },
@@ -155,6 +165,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       accepting.unsubscribe();
       await listener.close().catch(() => undefined);
       for (const session of [...sessions]) session.subscription.unsubscribe();
+      health.close();
       pool.close();
     },
   };
