@@ -351,6 +351,8 @@ export async function serveProxy(req: ServeRequest, deps: ServeDeps): Promise<nu
         ip: req.ip,
         metricsPort: req.metricsPort,
         reload: req.reload,
+        // what --reload watches and SIGHUP rereads: the file the config came from
+        configFile: config.file,
         logger,
       });
     } catch (err) {

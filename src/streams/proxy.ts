@@ -4,19 +4,25 @@ import type { ClusterConfig, Config } from '../config/types.js';
 import { serveMetrics, type MetricsServer } from '../sinks/metrics.js';
 import { VERSION } from '../sources/package-info.js';
 import { startStandalone, type RunningCluster } from './standalone.js';
+import { startReloading, type ClusterHost, type ReloadStatus } from './reload.js';
 
 export interface ProxyOptions {
   /** address announced in CLUSTER replies */
   ip: string;
   /** Prometheus port; 0 = off */
   metricsPort: number;
+  /** watch the config file and apply its changes (SIGHUP reloads it either way) */
   reload: boolean;
+  /** the file the config was read from: what a reload reads; without it, no reload at all */
+  configFile?: string;
   logger: Logger;
 }
 
 export interface RunningProxy {
-  /** the listeners, with their bound ports (a config port of 0 binds a free one) */
-  listeners: Array<{ cluster: string; host: string; port: number }>;
+  /** the listeners now (a reload adds and removes some), with their bound ports (a config port of 0 binds a free one) */
+  readonly listeners: Array<{ cluster: string; host: string; port: number }>;
+  /** reload counters (for metrics): reloads applied, reloads refused or failed */
+  reloads?(): ReloadStatus;
   /** the bound metrics port, when metrics are on */
   metricsPort?: number;
   /** graceful stop (see RunningCluster.drain), then close; within `deadlineMs` */
@@ -29,16 +35,16 @@ export interface RunningProxy {
 export async function startProxy(config: Config, opts: ProxyOptions): Promise<RunningProxy> {
   // an error no subscriber handled is logged, not rethrown on a timer (which would end the process)
   rxConfig.onUnhandledError = (err: unknown) => opts.logger.error({ err }, 'unhandled error in a stream');
-  if (opts.reload) opts.logger.warn('--reload: hot reload is not implemented in this version yet; restart the proxy to apply config changes');
   const running: RunningCluster[] = [];
+  // clusters removed by a reload whose clients are still being answered
+  const retiring = new Set<RunningCluster>();
+  let wanted: Config = config;
+  let closing = false;
   let metrics: MetricsServer | undefined;
   try {
     for (const cluster of config.clusters) {
-      if (cluster.cacheType !== 'redis') {
-        throw new Error(
-          `${config.file}: cluster "${cluster.name}": cache_type "${cluster.cacheType}" is not supported by this version of aster-proxy yet (only "redis", the twemproxy mode)`,
-        );
-      }
+      const why = unsupported(cluster, config.file);
+      if (why !== undefined) throw new Error(why);
       for (const note of notYetApplied(cluster)) opts.logger.warn({ cluster: cluster.name }, note);
       running.push(await startStandalone(cluster, VERSION, opts.logger));
     }
@@ -47,7 +53,7 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
         version: VERSION,
         threads: 1,
         clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends() })),
-        ready: () => running.length === config.clusters.length,
+        ready: () => wanted.clusters.every((c) => running.some((r) => r.name === c.name)),
       });
       opts.logger.info({ port: metrics.port }, 'metrics on /metrics');
     }
@@ -55,17 +61,63 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
     await Promise.all(running.map((r) => r.close()));
     throw err;
   }
-  return {
-    listeners: running.map((r) => ({ cluster: r.name, host: r.listener.host, port: r.listener.port })),
-    metricsPort: metrics?.port,
-    shutdown: async (deadlineMs: number) => {
-      await Promise.all(running.map((r) => r.drain(deadlineMs)));
-      await Promise.all([...running.map((r) => r.close()), metrics?.close()]);
+  const host: ClusterHost = {
+    clusters: () => running,
+    unsupported,
+    want: (next) => {
+      wanted = next;
     },
-    close: async () => {
-      await Promise.all([...running.map((r) => r.close()), metrics?.close()]);
+    start: async (c) => {
+      for (const note of notYetApplied(c)) opts.logger.warn({ cluster: c.name }, note);
+      const cluster = await startStandalone(c, VERSION, opts.logger);
+      if (closing) {
+        await cluster.close();
+        throw new Error('the proxy is shutting down');
+      }
+      running.push(cluster);
+      opts.logger.info({ cluster: c.name, address: `${cluster.listener.host}:${cluster.listener.port}` }, 'listening');
+    },
+    retire: async (name, deadlineMs) => {
+      const i = running.findIndex((r) => r.name === name);
+      if (i < 0) return;
+      const [cluster] = running.splice(i, 1);
+      retiring.add(cluster);
+      try {
+        await cluster.drain(deadlineMs);
+        await cluster.close();
+      } finally {
+        retiring.delete(cluster);
+      }
     },
   };
+  if (opts.reload && opts.configFile === undefined) opts.logger.warn('--reload: no config file to watch');
+  const reloading = opts.configFile === undefined ? undefined : startReloading({ file: opts.configFile, watch: opts.reload, host, logger: opts.logger });
+  const stopReloading = (): void => {
+    closing = true;
+    reloading?.stop();
+  };
+  return {
+    get listeners() {
+      return running.map((r) => ({ cluster: r.name, host: r.listener.host, port: r.listener.port }));
+    },
+    metricsPort: metrics?.port,
+    reloads: () => reloading?.status() ?? { ok: 0, failed: 0, watching: false },
+    shutdown: async (deadlineMs: number) => {
+      stopReloading();
+      await Promise.all([...running, ...retiring].map((r) => r.drain(deadlineMs)));
+      await Promise.all([...[...running, ...retiring].map((r) => r.close()), metrics?.close()]);
+    },
+    close: async () => {
+      stopReloading();
+      await Promise.all([...[...running, ...retiring].map((r) => r.close()), metrics?.close()]);
+    },
+  };
+}
+
+/** Why a cluster cannot run in this version of the proxy (named by file and cluster), or undefined. */
+function unsupported(c: ClusterConfig, file: string): string | undefined {
+  if (c.cacheType === 'redis') return undefined;
+  return `${file}: cluster "${c.name}": cache_type "${c.cacheType}" is not supported by this version of aster-proxy yet (only "redis", the twemproxy mode)`;
 }
 
 /** Settings that parse but that this version does not act on yet: said out loud, not ignored. */
