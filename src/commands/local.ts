@@ -5,6 +5,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { encode, type Proto, type Resp } from '../protocol/encode.js';
+import type { ReplyTarget } from '../sources/backend.js';
 import { allCommands, commandCount, commandDocsReply, commandInfoReply, keyIndexes, lookupCommand } from './index.js';
 
 export interface ClientState {
@@ -17,6 +18,8 @@ export interface ClientState {
   quit: boolean;
   /** false until the client authenticates, when the cluster has a password */
   authed: boolean;
+  /** the client's "ip:port" (SLOWLOG entries) */
+  addr: string;
 }
 
 export interface ProxyFacts {
@@ -29,6 +32,29 @@ export interface ProxyFacts {
   password?: string;
   /** INFO sections the stream layer fills in (clients, stats, backends) */
   infoSections(): Array<[string, Array<[string, string | number]>]>;
+  /** the cluster's slow log (SLOWLOG) */
+  slowlog: SlowlogView;
+}
+
+/** One SLOWLOG entry, as Redis shapes it. */
+export interface SlowlogEntry {
+  id: number;
+  /** unix time, seconds */
+  time: number;
+  durationUs: number;
+  /** the request's arguments, already cut and redacted */
+  args: Buffer[];
+  /** client "ip:port" */
+  addr: string;
+  /** client name ('' when unset) */
+  name: string;
+}
+
+export interface SlowlogView {
+  /** up to `n` entries, newest first; `n` < 0: all */
+  entries(n: number): SlowlogEntry[];
+  readonly length: number;
+  reset(): void;
 }
 
 export const REDIS_COMPAT_VERSION = '7.0.15';
@@ -171,36 +197,28 @@ const handlers: Record<string, Handler> = {
   },
 
   info(args, _client, facts) {
-    const wanted = new Set(args.slice(1).map((a) => lower(a)));
-    const all = wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default');
-    const uptime = Math.floor((Date.now() - facts.startedAt) / 1000);
-    const sections: Array<[string, Array<[string, string | number]>]> = [
-      [
-        'Server',
-        [
-          ['redis_version', REDIS_COMPAT_VERSION],
-          ['proxy', 'aster-proxy'],
-          ['proxy_version', facts.version],
-          ['redis_mode', facts.mode],
-          ['os', `${process.platform} ${process.arch}`],
-          ['process_id', process.pid],
-          ['tcp_port', facts.port],
-          ['uptime_in_seconds', uptime],
-          ['uptime_in_days', Math.floor(uptime / 86400)],
-          ['executable', 'aster-proxy'],
-          ['cluster_name', facts.clusterName],
-        ],
-      ],
-      ...facts.infoSections(),
-    ];
-    const lines: string[] = [];
-    for (const [title, fields] of sections) {
-      if (!all && !wanted.has(title.toLowerCase())) continue;
-      if (lines.length > 0) lines.push('');
-      lines.push('# ' + title);
-      for (const [k, v] of fields) lines.push(`${k}:${v}`);
+    return infoValue(args, facts, null);
+  },
+
+  slowlog(args, _client, facts) {
+    const sub = lower(args[1]);
+    if (sub === 'get' && args.length <= 3) {
+      let n = 10;
+      if (args.length === 3) {
+        const v = args[2].toString('latin1');
+        if (!/^-?\d{1,18}$/.test(v)) return err('ERR value is not an integer or out of range');
+        n = Number(v);
+        if (n < -1) return err('ERR count should be greater than or equal to -1');
+      }
+      return facts.slowlog.entries(n).map((e): Resp => [e.id, e.time, e.durationUs, e.args, e.addr, e.name]);
     }
-    return { verbatim: lines.join('\r\n') + '\r\n' };
+    if (sub === 'len' && args.length === 2) return facts.slowlog.length;
+    if (sub === 'reset' && args.length === 2) {
+      facts.slowlog.reset();
+      return ok;
+    }
+    if (sub === 'help' && args.length === 2) return SLOWLOG_HELP.map((line) => ({ simple: line }));
+    return err(`ERR unknown subcommand or wrong number of arguments for '${args[1].toString('utf8', 0, 128)}'. Try SLOWLOG HELP.`);
   },
 };
 
@@ -254,3 +272,185 @@ export function answerLocal(name: string, args: readonly Buffer[], client: Clien
   // HELLO answers in the protocol it switches to
   return encode(value, name === 'hello' ? client.proto : before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// INFO
+
+type InfoSection = [string, Array<[string, string | number]>];
+
+/** Redis's section order; sections it does not know (Proxy) come last */
+const SECTION_ORDER = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'modules', 'errorstats', 'cluster', 'keyspace'];
+const sectionRank = (title: string): number => {
+  const i = SECTION_ORDER.indexOf(title.toLowerCase());
+  return i < 0 ? SECTION_ORDER.length : i;
+};
+
+/** The sections INFO with these arguments shows (lower case); null for all of them. */
+function wantedSections(args: readonly Buffer[]): Set<string> | null {
+  const wanted = new Set(args.slice(1).map((a) => lower(a)));
+  return wanted.size === 0 || wanted.has('all') || wanted.has('everything') || wanted.has('default') ? null : wanted;
+}
+
+/** true when INFO with these arguments shows the Keyspace section, which the backends' keyspaces make up */
+export function infoWantsKeyspace(args: readonly Buffer[]): boolean {
+  const wanted = wantedSections(args);
+  return wanted === null || wanted.has('keyspace');
+}
+
+/** The keys of every backend, summed per database (from each backend's `INFO keyspace`). */
+export interface KeyspaceTotals {
+  dbs: Map<number, { keys: number; expires: number; ttlTimesExpires: number }>;
+  /** backends asked, and how many of them failed to answer */
+  asked: number;
+  failed: number;
+}
+
+/** The INFO reply, with the Keyspace section from `keyspace` (null: not asked, or no backends). */
+export function answerInfo(args: readonly Buffer[], proto: Proto, facts: ProxyFacts, keyspace: KeyspaceTotals | null): Buffer {
+  return encode(infoValue(args, facts, keyspace), proto);
+}
+
+function infoValue(args: readonly Buffer[], facts: ProxyFacts, keyspace: KeyspaceTotals | null): Resp {
+  const wanted = wantedSections(args);
+  const uptime = Math.floor((Date.now() - facts.startedAt) / 1000);
+  const mem = process.memoryUsage();
+  const peakRss = process.resourceUsage().maxRSS * 1024;
+  const cpu = process.cpuUsage();
+  const sections: InfoSection[] = [
+    [
+      'Server',
+      [
+        ['redis_version', REDIS_COMPAT_VERSION],
+        ['proxy', 'aster-proxy'],
+        ['proxy_version', facts.version],
+        ['redis_mode', facts.mode],
+        ['os', `${process.platform} ${process.arch}`],
+        ['arch_bits', process.arch.endsWith('64') ? 64 : 32],
+        ['process_id', process.pid],
+        ['tcp_port', facts.port],
+        ['uptime_in_seconds', uptime],
+        ['uptime_in_days', Math.floor(uptime / 86400)],
+        ['executable', 'aster-proxy'],
+        ['cluster_name', facts.clusterName],
+      ],
+    ],
+    // the proxy's own process (the backends' memory is theirs to report)
+    [
+      'Memory',
+      [
+        ['used_memory', mem.heapUsed + mem.external],
+        ['used_memory_human', humanBytes(mem.heapUsed + mem.external)],
+        ['used_memory_rss', mem.rss],
+        ['used_memory_rss_human', humanBytes(mem.rss)],
+        ['used_memory_peak', peakRss],
+        ['used_memory_peak_human', humanBytes(peakRss)],
+        ['maxmemory', 0],
+        ['maxmemory_human', '0B'],
+      ],
+    ],
+    [
+      'CPU',
+      [
+        ['used_cpu_sys', (cpu.system / 1e6).toFixed(6)],
+        ['used_cpu_user', (cpu.user / 1e6).toFixed(6)],
+        ['used_cpu_sys_children', '0.000000'],
+        ['used_cpu_user_children', '0.000000'],
+      ],
+    ],
+    ['Replication', [['role', 'master'], ['connected_slaves', 0]]],
+    ['Cluster', [['cluster_enabled', 0]]],
+    ...facts.infoSections(),
+  ];
+  if (keyspace !== null) {
+    const lines: Array<[string, string]> = [...keyspace.dbs.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .filter(([, d]) => d.keys > 0)
+      .map(([db, d]) => [`db${db}`, `keys=${d.keys},expires=${d.expires},avg_ttl=${d.expires > 0 ? Math.round(d.ttlTimesExpires / d.expires) : 0}`]);
+    sections.push(['Keyspace', lines]);
+    const proxy = sections.find(([title]) => title === 'Proxy');
+    proxy?.[1].push(['keyspace_backends', keyspace.asked], ['keyspace_backends_failed', keyspace.failed]);
+  } else {
+    sections.push(['Keyspace', []]);
+  }
+  sections.sort((a, b) => sectionRank(a[0]) - sectionRank(b[0]));
+  const lines: string[] = [];
+  for (const [title, fields] of sections) {
+    if (wanted !== null && !wanted.has(title.toLowerCase())) continue;
+    if (lines.length > 0) lines.push('');
+    lines.push('# ' + title);
+    for (const [k, v] of fields) lines.push(`${k}:${v}`);
+  }
+  return { verbatim: lines.join('\r\n') + '\r\n' };
+}
+
+/** bytes as Redis's INFO writes them: 512B, 1.50K, 3.20M, 1.00G */
+export function humanBytes(n: number): string {
+  const units = ['K', 'M', 'G', 'T', 'P'];
+  if (n < 1024) return `${n}B`;
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${v.toFixed(2)}${units[i]}`;
+}
+
+/**
+ * Gathers each backend's reply to `INFO keyspace` and sums keys and expires per database
+ * (avg_ttl becomes the mean weighted by each backend's expires). A backend that fails to
+ * answer counts in `failed`; the others are still summed. `done` runs once, when all answered.
+ */
+export class KeyspaceSum implements ReplyTarget {
+  private readonly totals: KeyspaceTotals;
+  private left: number;
+
+  constructor(
+    backends: number,
+    private readonly done: (totals: KeyspaceTotals) => void,
+  ) {
+    this.totals = { dbs: new Map(), asked: backends, failed: 0 };
+    this.left = backends;
+  }
+
+  deliver(_i: number, frame: Buffer): void {
+    const text = bulkText(frame);
+    if (text === null) this.totals.failed++;
+    else {
+      for (const line of text.split('\r\n')) {
+        const m = /^db(\d+):keys=(\d+),expires=(\d+),avg_ttl=(\d+)/.exec(line);
+        if (m === null) continue;
+        const db = Number(m[1]);
+        const d = this.totals.dbs.get(db) ?? { keys: 0, expires: 0, ttlTimesExpires: 0 };
+        d.keys += Number(m[2]);
+        d.expires += Number(m[3]);
+        d.ttlTimesExpires += Number(m[4]) * Number(m[3]);
+        this.totals.dbs.set(db, d);
+      }
+    }
+    if (--this.left === 0) this.done(this.totals);
+  }
+}
+
+/** the text of a RESP2 bulk string or RESP3 verbatim string frame; null for anything else */
+function bulkText(frame: Buffer): string | null {
+  if (frame[0] !== 0x24 /* $ */ && frame[0] !== 0x3d /* = */) return null;
+  const eol = frame.indexOf('\r\n');
+  if (eol < 0 || frame[1] === 0x2d /* $-1 */) return null;
+  const body = frame.toString('utf8', eol + 2, frame.length - 2);
+  return frame[0] === 0x3d ? body.slice(4) : body;
+}
+
+const SLOWLOG_HELP = [
+  'SLOWLOG <subcommand> [<arg> ...]. Subcommands are:',
+  'GET [<count>]',
+  '    The newest <count> entries of the slow log (default 10; -1 for all). Each entry is:',
+  '    id, unix time, duration in microseconds (arrival at the proxy to reply), arguments,',
+  '    client ip:port, client name.',
+  'LEN',
+  '    The number of entries in the slow log.',
+  'RESET',
+  '    Empties the slow log.',
+  'HELP',
+  '    This text.',
+];

@@ -44,6 +44,8 @@ export const THREAD_ENV = 'ASTER_DEFAULT_THREAD';
 const MAX_TIMER_MS = 2_147_483_647;
 /** Linux rejects a TCP keepalive idle time above this many seconds. */
 const MAX_KEEPALIVE_S = 32_767;
+/** A bound on `slowlog_max_len`: every entry is kept in memory. */
+const MAX_SLOWLOG_LEN = 1_000_000;
 /** A sanity bound on `thread`: each worker is an event loop of its own. */
 const MAX_THREADS = 1024;
 
@@ -59,6 +61,8 @@ export const DEFAULTS = {
   ejectMode: 'remap' as 'remap' | 'fail_fast',
   tcpKeepalive: 0,
   backupRequest: { enabled: false, multiplier: 2.0 },
+  slowlogLogSlowerThan: 10_000,
+  slowlogMaxLen: 128,
   limits: {
     maxBulkBytes: 512 * 1024 * 1024,
     maxHeaderBytes: 64 * 1024,
@@ -84,6 +88,8 @@ const CLUSTER_KEYS = [
   'ping_succ_interval',
   'eject_mode',
   'tcpkeepalive',
+  'slowlog_log_slower_than',
+  'slowlog_max_len',
   'backup_request',
   'password',
   'backend_password',
@@ -210,7 +216,7 @@ function warnUnknownKeys(
 interface IntRule {
   min: number;
   max?: number;
-  unit?: 'milliseconds' | 'seconds' | 'bytes';
+  unit?: 'milliseconds' | 'seconds' | 'bytes' | 'microseconds';
 }
 
 function intExpectation(rule: IntRule): string {
@@ -611,6 +617,8 @@ function parseCluster(
       DEFAULTS.tcpKeepalive,
     ),
     backupRequest: parseBackup(scope, t['backup_request']),
+    slowlogLogSlowerThan: readInt(scope, t, 'slowlog_log_slower_than', { min: -1, unit: 'microseconds' }, DEFAULTS.slowlogLogSlowerThan),
+    slowlogMaxLen: readInt(scope, t, 'slowlog_max_len', { min: 0, max: MAX_SLOWLOG_LEN }, DEFAULTS.slowlogMaxLen),
     limits: parseLimits(scope, t['limits']),
   };
   const password = parsePassword(scope, t, 'password');

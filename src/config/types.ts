@@ -60,6 +60,10 @@ export interface ClusterConfig {
   /** seconds of TCP keepalive on backend and client sockets; 0 = off */
   tcpKeepalive: number;
   backupRequest: BackupRequestConfig;
+  /** SLOWLOG keeps requests at least this slow (arrival to reply), µs; -1 keeps none (Redis: 10000) */
+  slowlogLogSlowerThan: number;
+  /** SLOWLOG keeps this many entries, the newest (Redis: 128) */
+  slowlogMaxLen: number;
   password?: string;
   backendPassword?: string;
   limits: LimitsConfig;

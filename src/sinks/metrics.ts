@@ -1,6 +1,7 @@
 import http from 'node:http';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SessionStats } from '../streams/session.js';
+import { registerRequestMetrics } from './request-metrics.js';
 
 /** What the metrics endpoint reads at scrape time (nothing is counted per request here). */
 export interface MetricsView {
@@ -83,6 +84,7 @@ export function buildRegistry(view: MetricsView): Registry {
       this.set(elapsedUs > 0 ? ((cpu.user + cpu.system) / elapsedUs) * 100 : 0);
     },
   });
+  registerRequestMetrics(registry, view);
   return registry;
 }
 

@@ -1,13 +1,14 @@
 import type net from 'node:net';
-import { Subject, Subscription, type Observable, type SchedulerLike } from 'rxjs';
+import { Subject, Subscription, tap, type Observable, type SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
 import { coalesceWrites } from '../operators/coalesce-writes.js';
 import { decodeReplies, isPush } from '../operators/decode-replies.js';
 import { overdue } from '../operators/overdue.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
-import type { ReplyLimits } from '../protocol/reply-decoder.js';
+import { ReplyProtocolError, type ReplyLimits } from '../protocol/reply-decoder.js';
 import { Fifo } from '../util/fifo.js';
+import type { BackendErrorCause, BackendStats } from '../util/request-stats.js';
 import { connectTcp, fromSocket } from './socket.js';
 
 /** Where a reply goes: a client session's reorder buffer, or a multi-key aggregate. */
@@ -91,6 +92,10 @@ export class BackendConnection {
   /** replaced (reload): finish what is in flight, then close, without reconnecting */
   private draining = false;
   private readonly ticker: Subscription;
+  /** when the socket chunk being decoded arrived (one clock read per chunk, not per reply) */
+  private chunkAt = 0;
+  /** the counters of this backend (the cluster sets them); null: not counted */
+  stats: BackendStats | null = null;
 
   constructor(private readonly opts: BackendOptions) {
     this.ticker = opts.ticks$
@@ -101,7 +106,7 @@ export class BackendConnection {
           scheduler: opts.scheduler,
         }),
       )
-      .subscribe(() => this.fail(`read timeout (${opts.readTimeoutMs} ms)`, true));
+      .subscribe(() => this.fail(`read timeout (${opts.readTimeoutMs} ms)`, true, 'timeout'));
     this.open();
   }
 
@@ -117,6 +122,7 @@ export class BackendConnection {
   /** Sends one request (raw RESP); its reply, or an error frame, goes to `target.deliver(seq, ...)`. */
   send(data: Buffer, target: ReplyTarget, seq: number): void {
     if (this._state === 'down' || this._state === 'closed' || this.out$ === null) {
+      this.stats?.failed('unavailable');
       target.deliver(seq, this.unavailable());
       return;
     }
@@ -173,28 +179,34 @@ export class BackendConnection {
     conn.add(out$.pipe(coalesceWrites(opts.flushScheduler)).subscribe((buf) => socket.write(buf)));
     conn.add(
       fromSocket(socket)
-        .pipe(decodeReplies(opts.limits))
+        .pipe(
+          tap(() => {
+            this.chunkAt = opts.scheduler.now();
+          }),
+          decodeReplies(opts.limits),
+        )
         .subscribe({
           next: (frame) => {
             if (isPush(frame)) return; // out-of-band (RESP3 push): answers no request
             const p = this.pending.shift();
             if (p === undefined) {
-              this.fail('reply with no request', true);
+              this.fail('reply with no request', true, 'protocol');
               return;
             }
             if (frame[0] === 0x2d /* - */ && this.opts.onBackendError !== undefined) {
               const kind = healthErrorKind(frame);
               if (kind !== undefined) this.opts.onBackendError(kind);
             }
+            if (this.stats !== null && p.seq !== SETUP) this.stats.reply(this.chunkAt - p.sentAt, frame);
             p.target.deliver(p.seq, frame);
             if (this.draining && this.pending.length === 0) this.close();
           },
-          error: (err: unknown) => this.fail(err instanceof Error ? err.message : String(err), true),
-          complete: () => this.fail('connection closed by the backend', true),
+          error: (err: unknown) => this.fail(err instanceof Error ? err.message : String(err), true, err instanceof ReplyProtocolError ? 'protocol' : 'closed'),
+          complete: () => this.fail('connection closed by the backend', true, 'closed'),
         }),
     );
     this.connectTimer = opts.scheduler.schedule(() => {
-      if (this._state !== 'up') this.fail(`connect timeout (${opts.connectTimeoutMs} ms)`, true);
+      if (this._state !== 'up') this.fail(`connect timeout (${opts.connectTimeoutMs} ms)`, true, 'connect');
     }, opts.connectTimeoutMs);
     conn.add(this.connectTimer);
     socket.once('connect', () => {
@@ -214,10 +226,16 @@ export class BackendConnection {
     if (opts.proto === 3) setup(['HELLO', '3'], 'HELLO 3');
   }
 
-  /** Closes the connection, answers every waiting request with an error, and schedules a retry. */
-  private fail(reason: string, reconnect: boolean): void {
+  /**
+   * Closes the connection, answers every waiting request with an error, and schedules a retry.
+   * `cause` is counted in the backend's stats (a connection lost before it was up failed to
+   * connect); none for a shutdown.
+   */
+  private fail(reason: string, reconnect: boolean, cause?: BackendErrorCause): void {
     if (this._state === 'closed') return;
     const wasUp = this._state === 'up';
+    const stats = this.stats;
+    if (stats !== null && cause !== undefined) stats.error(cause === 'closed' && !wasUp ? 'connect' : cause);
     this.conn.unsubscribe();
     this.socket?.destroy();
     this.socket = null;
@@ -228,7 +246,13 @@ export class BackendConnection {
       this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection lost; its requests fail fast until it is back');
     }
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);
-    for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) if (p.seq !== SETUP) p.target.deliver(p.seq, frame);
+    let failed = 0;
+    for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) {
+      if (p.seq === SETUP) continue;
+      failed++;
+      p.target.deliver(p.seq, frame);
+    }
+    if (stats !== null && failed > 0) stats.failed(cause === 'timeout' ? 'timeout' : 'closed', failed);
     this._state = 'down';
     if (!reconnect || this.draining) {
       if (this.draining) this.close();

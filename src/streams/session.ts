@@ -1,18 +1,20 @@
 import type net from 'node:net';
-import { Subject, Subscription, takeWhile } from 'rxjs';
+import { Subject, Subscription, takeWhile, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import { decodeRequests } from '../operators/decode-requests.js';
 import { inOrder, type Slot } from '../operators/in-order.js';
 import { coalesceWrites } from '../operators/coalesce-writes.js';
-import { ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
+import { encodeCommand, ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
 import { errorFrame, type Proto } from '../protocol/encode.js';
 import { fromSocket } from '../sources/socket.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { toSocket } from '../sinks/socket-writer.js';
 import { arityOk, commandError, isBlocking, isPubSub, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
-import { allowedBeforeAuth, answerLocal, isLocal, type ClientState, type ProxyFacts } from '../commands/local.js';
+import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
+import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
+import type { Slowlog } from './slowlog.js';
 
 /** What a client session needs from the cluster it connected to. */
 export interface Upstream {
@@ -23,8 +25,12 @@ export interface Upstream {
   backendFor(key: Buffer): number;
   /** sends a request to a backend over its shared connection for `proto` */
   send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number): void;
+  /** how many backends `send` reaches (0 .. n-1) */
+  backendCount(): number;
   /** counters the session moves */
   stats: SessionStats;
+  /** the cluster's slow log: requests slower than its threshold go there */
+  slowlog: Slowlog;
 }
 
 export interface SessionStats {
@@ -33,6 +39,8 @@ export interface SessionStats {
   totalCommands: number;
   protocolErrors: number;
   internalErrors: number;
+  /** latency histograms, replies by command and result, errors by kind */
+  requests: RequestStats;
 }
 
 /**
@@ -52,13 +60,20 @@ export interface Session {
 }
 
 export function runSession(socket: net.Socket, up: Upstream, id: number): Session {
-  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined };
+  const addr = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined, addr };
   const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
   let seq = 0;
   let ending = false; // no request after `seq - 1` will be read
   let gone = false; // the socket is closed: replies are dropped
   let emitted = 0; // replies that have left the reorder buffer
+  let written = 0; // replies handed to the socket (their times are recorded)
+  // per request from arrival to reply: arrival time (one clock read per socket chunk, not per
+  // request), command, and the request itself for SLOWLOG
+  const rs = up.stats.requests;
+  const inFlight = new InFlight();
+  let chunkAt = 0;
 
   const target: ReplyTarget = {
     deliver(s, frame) {
@@ -68,7 +83,10 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 
   up.stats.connectedClients++;
   up.stats.totalConnections++;
-  socket.on('error', () => undefined); // reported through fromSocket; never crash the process
+  // reported through fromSocket; counted here; never crash the process
+  socket.on('error', () => {
+    rs.errors[FrontError.connection]++;
+  });
   socket.once('close', () => {
     gone = true;
     up.stats.connectedClients--;
@@ -80,12 +98,14 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       .pipe(
         inOrder(),
         // completes after the reply to the last request read: decided by position, not value
-        // eslint-disable-next-line rxjs-x/no-ignored-takewhile-value
-        takeWhile((_, i) => {
+        // (the value only feeds the per-command counters)
+        takeWhile((frame, i) => {
           emitted = i + 1;
+          rs.replied(inFlight.command(i), frame);
           return !(ending && i >= seq - 1);
         }, true),
         coalesceWrites(immediateScheduler),
+        tap(recordTimes),
       )
       .subscribe(toSocket(socket)),
   );
@@ -98,7 +118,28 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (emitted === seq) slots$.complete();
   };
 
+  /** the replies up to `emitted` go out in this write: one clock read for all of them */
+  function recordTimes(): void {
+    const now = immediateScheduler.now();
+    const slowUs = up.slowlog.thresholdUs;
+    for (let s = written; s < emitted; s++) {
+      const cmd = inFlight.command(s);
+      if (cmd === NO_COMMAND) continue;
+      const us = (now - inFlight.arrivedAt(s)) * 1000;
+      rs.total.observe(us);
+      if (slowUs >= 0 && us >= slowUs) logSlow(s, cmd, us);
+    }
+    inFlight.release(emitted);
+    written = emitted;
+  }
+
+  const logSlow = (s: number, cmd: number, us: number): void => {
+    const req = inFlight.request(s);
+    if (req !== undefined && !skipsSlowlog(cmd)) up.slowlog.record(us, req.args, client.addr, client.name ?? '', Math.floor(Date.now() / 1000));
+  };
+
   const dispatch = (req: Request): void => {
+    inFlight.add(chunkAt, req);
     const s = seq++;
     up.stats.totalCommands++;
     let frame: Buffer | null;
@@ -115,28 +156,49 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (client.quit) end();
   };
 
+  const noAuth = (): Buffer => {
+    rs.errors[FrontError.noauth]++;
+    return NOAUTH;
+  };
+
   const route = (req: Request, s: number): Buffer | null => {
     const args = req.args;
     const spec = lookupCommand(args);
+    inFlight.setCommand(s, commandIndex(spec));
     if (spec === undefined || !arityOk(spec, args.length)) {
       // CLIENT subcommands newer than the command table (SETINFO came with Redis 7.2)
       if (spec === undefined && args.length >= 2 && CLIENT.equals(lowerAscii(args[0]))) {
-        return client.authed ? answerLocal('client', args, client, up.facts) : NOAUTH;
+        return client.authed ? answerLocal('client', args, client, up.facts) : noAuth();
       }
+      rs.errors[spec === undefined ? FrontError.unknown_command : FrontError.wrong_arity]++;
       return errorFrame(commandError(args) ?? 'ERR unknown command');
     }
     const name = topName(spec);
-    if (!client.authed && !allowedBeforeAuth(name)) return NOAUTH;
-    if (isLocal(name)) return answerLocal(name, args, client, up.facts);
+    if (!client.authed && !allowedBeforeAuth(name)) return noAuth();
+    if (isLocal(name)) {
+      if (name === 'info' && infoWantsKeyspace(args) && up.backendCount() > 0) {
+        // the Keyspace section sums the backends' keyspaces: the reply comes when they answered
+        const proto = client.proto;
+        const sum = new KeyspaceSum(up.backendCount(), (totals) => target.deliver(s, answerInfo(args, proto, up.facts, totals)));
+        for (let b = 0; b < up.backendCount(); b++) up.send(b, 2, INFO_KEYSPACE, sum, b);
+        return null;
+      }
+      return answerLocal(name, args, client, up.facts);
+    }
     if (isPubSub(spec) || isTransaction(spec) || isBlocking(spec, args)) {
+      rs.errors[FrontError.unsupported]++;
       return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub, blocking commands and transactions come in a later version)`);
     }
     const keys = keyIndexes(spec, args);
     if (keys.length === 0) {
+      rs.errors[FrontError.unsupported]++;
       return errorFrame(`ERR command '${spec.name}' has no key to route by and is not supported by aster-proxy in this mode`);
     }
     const kind = splitCommands.get(name);
-    if (kind === 'mset' && args.length % 2 === 0) return errorFrame("ERR wrong number of arguments for 'mset' command");
+    if (kind === 'mset' && args.length % 2 === 0) {
+      rs.errors[FrontError.wrong_arity]++;
+      return errorFrame("ERR wrong number of arguments for 'mset' command");
+    }
     if (kind !== undefined && keys.length > 1) {
       const plan = planSplit(kind, args, keys, up.backendFor, (frame) => target.deliver(s, frame));
       if (plan !== null) {
@@ -147,6 +209,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     const backend = up.backendFor(args[keys[0]]);
     for (let i = 1; i < keys.length; i++) {
       if (up.backendFor(args[keys[i]]) !== backend) {
+        rs.errors[FrontError.crossslot]++;
         return errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
       }
     }
@@ -155,13 +218,19 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   };
 
   const input = fromSocket(socket)
-    .pipe(decodeRequests(up.limits))
+    .pipe(
+      tap(() => {
+        chunkAt = immediateScheduler.now();
+      }),
+      decodeRequests(up.limits),
+    )
     .subscribe({
       next: dispatch,
       error: (err: unknown) => {
         if (err instanceof ProtocolError) {
           up.stats.protocolErrors++;
           up.logger.debug({ client: id, err: err.message }, 'client protocol error');
+          inFlight.add(chunkAt, undefined);
           const s = seq++;
           ending = true;
           target.deliver(s, errorFrame('ERR ' + err.message));
@@ -179,6 +248,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+const INFO_KEYSPACE = encodeCommand(['INFO', 'keyspace']);
 const CLIENT = Buffer.from('client');
 const lowerAscii = (b: Buffer): Buffer => (b.length === 6 ? Buffer.from(b.toString('latin1').toLowerCase(), 'latin1') : b);
 

@@ -10,6 +10,8 @@ import type { Proto } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import type { ProxyFacts } from '../commands/local.js';
 import { runSession, type Session, type SessionStats, type Upstream } from './session.js';
+import { Slowlog } from './slowlog.js';
+import { FrontError, RequestStats } from '../util/request-stats.js';
 import { startHealth, type BackendHealth } from './health.js';
 
 export interface RunningCluster {
@@ -61,7 +63,31 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   const health = startHealth(cfg, { shards: () => shards, logger: log, onRestore: (srv) => pool.retryNow(srv.addr) });
   pool.sync(cfg.servers);
 
-  const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0 };
+  const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0, requests: new RequestStats() };
+  const slowlog = new Slowlog(cfg.slowlogLogSlowerThan, cfg.slowlogMaxLen);
+  /** each backend connection counts into its backend's stats (a RESP3 one gets them on first use) */
+  const backendStats = (srv: ServerSpec) => stats.requests.backend(srv.alias ?? srv.addr);
+  const countBackends = (): void => {
+    for (const srv of cfg.servers) {
+      const conn = pool.get(srv, 2);
+      conn.stats ??= backendStats(srv);
+    }
+  };
+  countBackends();
+  // INFO's instantaneous_ops_per_sec: commands per second since the previous sample, a sample
+  // being taken by an INFO at least a second after the one before (no timer for it)
+  let opsAt = Date.now();
+  let opsCount = 0;
+  let opsRate = 0;
+  const opsPerSec = (): number => {
+    const now = Date.now();
+    if (now - opsAt >= 1000) {
+      opsRate = Math.round(((stats.totalCommands - opsCount) * 1000) / (now - opsAt));
+      opsAt = now;
+      opsCount = stats.totalCommands;
+    }
+    return opsRate;
+  };
   const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
     health.close();
     pool.close();
@@ -78,13 +104,23 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     port: listener.port,
     startedAt: Date.now(),
     password: cfg.password,
+    slowlog,
     infoSections: () => [
-      ['Clients', [['connected_clients', stats.connectedClients]]],
+      [
+        'Clients',
+        [
+          ['connected_clients', stats.connectedClients],
+          ['blocked_clients', 0],
+        ],
+      ],
       [
         'Stats',
         [
           ['total_connections_received', stats.totalConnections],
           ['total_commands_processed', stats.totalCommands],
+          ['instantaneous_ops_per_sec', opsPerSec()],
+          ['rejected_connections', 0],
+          ['total_error_replies', stats.requests.failed],
           ['protocol_errors', stats.protocolErrors],
         ],
       ],
@@ -94,6 +130,8 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
           ['cluster', cfg.name],
           ['cache_type', cfg.cacheType],
           ['hash_tag', cfg.hashTag ?? ''],
+          ['slowlog_log_slower_than', slowlog.thresholdUs],
+          ['slowlog_max_len', slowlog.maxLen],
           ['backends', cfg.servers.length],
           ...cfg.servers.map(backendLine),
         ],
@@ -105,13 +143,19 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     limits: cfg.limits,
     logger: log,
     stats,
+    slowlog,
     backendFor: (key: Buffer) => shards.backendFor(key),
+    backendCount: () => shards.servers.length,
     send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) {
       if (backend < 0) {
+        stats.requests.errors[FrontError.ejected]++;
         target.deliver(seq, EJECTED);
         return;
       }
-      pool.get(shards.servers[backend], proto).send(raw, target, seq);
+      const srv = shards.servers[backend];
+      const conn = pool.get(srv, proto);
+      conn.stats ??= backendStats(srv);
+      conn.send(raw, target, seq);
     },
   };
 
@@ -149,6 +193,8 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
         if (j >= 0 && !old.isLive(j)) shards.eject(i);
       });
       pool.sync(next.servers, poolSettings(next));
+      countBackends();
+      slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       health.follow(next);
       facts.password = next.password;
       up.limits = next.limits;

@@ -87,6 +87,8 @@ describe('parseConfig: values and defaults', () => {
       ejectMode: 'remap',
       tcpKeepalive: 0,
       backupRequest: { enabled: false, multiplier: 2 },
+      slowlogLogSlowerThan: 10000,
+      slowlogMaxLen: 128,
       limits: { maxBulkBytes: 512 * 1024 * 1024, maxHeaderBytes: 65536, maxArgs: 1048576, maxReplyDepth: 512 },
     });
     assert.equal('hashTag' in c, false);
@@ -123,6 +125,8 @@ ping_fail_limit = 3
 ping_interval = 10000
 ping_succ_interval = 500
 tcpkeepalive = 60
+slowlog_log_slower_than = 2500
+slowlog_max_len = 16
 password = "front-secret"
 backend_password = "back-secret"
 [clusters.backup_request]
@@ -155,6 +159,8 @@ max_reply_depth = 64
     assert.equal(c.pingInterval, 10000);
     assert.equal(c.pingSuccInterval, 500);
     assert.equal(c.tcpKeepalive, 60);
+    assert.equal(c.slowlogLogSlowerThan, 2500);
+    assert.equal(c.slowlogMaxLen, 16);
     assert.equal(c.password, 'front-secret');
     assert.equal(c.backendPassword, 'back-secret');
     assert.deepEqual(c.backupRequest, { enabled: true, triggerSlowMs: 20, multiplier: 1.5 });
@@ -262,6 +268,10 @@ describe('parseConfig: each problem names the file, the cluster and the key', ()
     ['backup_request.multiplier zero', 'backup_request = { multiplier = 0 }', 'backup_request.multiplier', 'greater than 0, got 0'],
     ['backup_request.multiplier as a string', 'backup_request = { multiplier = "2" }', 'backup_request.multiplier', 'got "2"'],
     ['backup_request.trigger_slow_ms zero', 'backup_request = { trigger_slow_ms = 0 }', 'backup_request.trigger_slow_ms', 'positive integer (milliseconds)'],
+    ['slowlog_log_slower_than below -1', 'slowlog_log_slower_than = -2', 'slowlog_log_slower_than', 'expected an integer >= -1 (microseconds), got -2'],
+    ['slowlog_log_slower_than as a string', 'slowlog_log_slower_than = "10ms"', 'slowlog_log_slower_than', 'got "10ms"'],
+    ['slowlog_max_len negative', 'slowlog_max_len = -1', 'slowlog_max_len', 'expected a non-negative integer no larger than 1000000, got -1'],
+    ['slowlog_max_len fraction', 'slowlog_max_len = 1.5', 'slowlog_max_len', 'got 1.5'],
     ['limits as a string', 'limits = "big"', 'limits', 'expected a table'],
     ['limits.max_bulk_bytes zero', 'limits = { max_bulk_bytes = 0 }', 'limits.max_bulk_bytes', 'positive integer (bytes)'],
     ['limits.max_header_bytes as a string', 'limits = { max_header_bytes = "64k" }', 'limits.max_header_bytes', 'got "64k"'],
@@ -598,6 +608,19 @@ describe('logging never shows passwords', () => {
     const lines: string[] = [];
     createLogger('silent', { write: (s: string) => void lines.push(s) }).fatal('x');
     assert.deepEqual(lines, []);
+  });
+});
+
+describe('parseConfig: slowlog', () => {
+  it('-1 turns the slow log off, 0 logs every request, and a length of 0 keeps nothing', () => {
+    assert.equal(parse(standalone('slowlog_log_slower_than = -1')).config.clusters[0]!.slowlogLogSlowerThan, -1);
+    assert.equal(parse(standalone('slowlog_log_slower_than = 0')).config.clusters[0]!.slowlogLogSlowerThan, 0);
+    assert.equal(parse(standalone('slowlog_max_len = 0')).config.clusters[0]!.slowlogMaxLen, 0);
+  });
+  it('a misspelt slowlog key is a warning with a did-you-mean', () => {
+    const { warnings } = parse(standalone('slowlog_slower_than = 5'));
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /slowlog_slower_than: unknown key, ignored; did you mean "slowlog_log_slower_than"\?/);
   });
 });
 
