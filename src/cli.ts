@@ -16,6 +16,7 @@ export { readVersion };
 import type { Config } from './config/types.js';
 import { createLogger, LOG_LEVELS, type LogLevel, type Logger } from './sinks/log.js';
 import { startProxy as realStartProxy, type ProxyOptions, type RunningProxy } from './streams/proxy.js';
+import { runPrimary, workerCount } from './streams/workers.js';
 
 export const EXIT_OK = 0;
 export const EXIT_CONFIG = 1;
@@ -301,6 +302,10 @@ function signalExitCode(signal: NodeJS.Signals): number {
 }
 
 function defaultServe(req: ServeRequest): Promise<number> {
+  // a cluster with thread > 1: a primary and worker processes (streams/workers.ts); else this process serves
+  if (workerCount(req.config) > 1) {
+    return runPrimary(req, { logger: createLogger(req.logLevel), drainDeadlineMs: SHUTDOWN_DEADLINE_MS, exitNow: (code) => process.exit(code), env: process.env });
+  }
   return serveProxy(req, {
     logger: createLogger(req.logLevel),
     startProxy: realStartProxy,

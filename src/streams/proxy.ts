@@ -1,7 +1,7 @@
 import { config as rxConfig } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClusterConfig, Config } from '../config/types.js';
-import { serveMetrics, type MetricsServer } from '../sinks/metrics.js';
+import { serveMetrics, type MetricsServer, type MetricsView } from '../sinks/metrics.js';
 import { VERSION } from '../sources/package-info.js';
 import { startStandalone, type RunningCluster } from './standalone.js';
 import { startReloading, type ClusterHost, type ReloadStatus } from './reload.js';
@@ -11,6 +11,8 @@ export interface ProxyOptions {
   ip: string;
   /** Prometheus port; 0 = off */
   metricsPort: number;
+  /** where the metrics go (default: served over HTTP on `metricsPort`); a worker hands them to its primary instead */
+  exposeMetrics?: (view: MetricsView) => Promise<MetricsServer>;
   /** watch the config file and apply its changes (SIGHUP reloads it either way) */
   reload: boolean;
   /** the file the config was read from: what a reload reads; without it, no reload at all */
@@ -49,13 +51,16 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
       running.push(await startStandalone(cluster, VERSION, opts.logger));
     }
     if (opts.metricsPort > 0) {
-      metrics = await serveMetrics('0.0.0.0', opts.metricsPort, {
+      metrics = await (opts.exposeMetrics ?? ((view: MetricsView) => serveMetrics('0.0.0.0', opts.metricsPort, view)))({
         version: VERSION,
         threads: 1,
-        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends() })),
+        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends(), health: r.health() })),
         ready: () => wanted.clusters.every((c) => running.some((r) => r.name === c.name)),
+        // read at scrape time, once `reloading` (below) exists
+        reloads: () => reloading?.status() ?? { ok: 0, failed: 0 },
       });
-      opts.logger.info({ port: metrics.port }, 'metrics on /metrics');
+      // (a worker's metrics are served by its primary, which says so)
+      if (opts.exposeMetrics === undefined) opts.logger.info({ port: metrics.port }, 'metrics on /metrics');
     }
   } catch (err) {
     await Promise.all(running.map((r) => r.close()));
@@ -123,7 +128,6 @@ function unsupported(c: ClusterConfig, file: string): string | undefined {
 /** Settings that parse but that this version does not act on yet: said out loud, not ignored. */
 function notYetApplied(c: ClusterConfig): string[] {
   const notes: string[] = [];
-  if (c.thread > 1) notes.push(`thread = ${c.thread}: this version runs one worker per process; workers come in a later version`);
   if (c.backupRequest.enabled) notes.push('backup_request: backup requests are not implemented yet (cluster mode feature)');
   return notes;
 }
