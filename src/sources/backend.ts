@@ -255,7 +255,7 @@ export class BackendConnection {
     if (stats !== null && failed > 0) stats.failed(cause === 'timeout' ? 'timeout' : 'closed', failed);
     this._state = 'down';
     if (!reconnect || this.draining) {
-      if (this.draining) this.close();
+      if (this.draining && reconnect) this.close(); // (close() itself calls fail(.., false): no loop)
       return;
     }
     // a timeout or a protocol error on a live connection reconnects at once; a refused one backs off

@@ -209,8 +209,10 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     },
     async close() {
       accepting.unsubscribe();
-      await listener.close().catch(() => undefined);
+      // server.close() resolves only once every connection has ended: end them first
+      const closing = listener.close().catch(() => undefined);
       for (const session of [...sessions]) session.subscription.unsubscribe();
+      await closing;
       health.close();
       pool.close();
     },

@@ -414,7 +414,7 @@ describe('serveProxy (in process, fake proxy and signals)', () => {
     const h = harness();
     const done = serveProxy(h.req, h.deps);
     await tick();
-    assert.deepEqual(h.startedWith(), { ip: '10.0.0.1', metricsPort: 0, reload: true, logger: h.deps.logger });
+    assert.deepEqual(h.startedWith(), { ip: '10.0.0.1', metricsPort: 0, reload: true, configFile: config.file, logger: h.deps.logger });
     assert.ok(h.subscribed());
     h.signal('SIGTERM');
     assert.equal(await done, 0);
