@@ -17,6 +17,8 @@ export interface ProxyOptions {
   reload: boolean;
   /** the file the config was read from: what a reload reads; without it, no reload at all */
   configFile?: string;
+  /** on reload, the clusters of the file this process serves (workers); default all */
+  selectClusters?: (config: Config) => Config;
   logger: Logger;
 }
 
@@ -96,7 +98,13 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
     },
   };
   if (opts.reload && opts.configFile === undefined) opts.logger.warn('--reload: no config file to watch');
-  const reloading = opts.configFile === undefined ? undefined : startReloading({ file: opts.configFile, watch: opts.reload, host, logger: opts.logger });
+  const reloading = opts.configFile === undefined ? undefined : startReloading({
+          file: opts.configFile,
+          watch: opts.reload,
+          host,
+          logger: opts.logger,
+          ...(opts.selectClusters ? { select: opts.selectClusters } : {}),
+        });
   const stopReloading = (): void => {
     closing = true;
     reloading?.stop();

@@ -53,6 +53,8 @@ export interface ReloadDeps {
   logger: Logger;
   /** reads and validates the file (default: loadConfig) */
   load?: (file: string) => LoadResult;
+  /** the part of the file this process serves (a worker serves only its clusters); default all */
+  select?: (config: Config) => Config;
   quietMs?: number;
   scheduler?: SchedulerLike;
 }
@@ -73,7 +75,8 @@ function reloadOnce(trigger: ReloadTrigger, deps: ReloadDeps): Observable<Reload
   const load = deps.load ?? loadConfig;
   return defer(async (): Promise<ReloadOutcome> => {
     logger.info({ file, trigger: describeTrigger(trigger) }, 'reloading the config');
-    const { config: next, warnings } = load(file);
+    const { config: loaded, warnings } = load(file);
+    const next = deps.select ? deps.select(loaded) : loaded;
     for (const w of warnings) logger.warn(w);
     const current: Config = { file, clusters: host.clusters().map((c) => c.config()) };
     const diff = diffConfig(current, next);
@@ -140,6 +143,8 @@ export interface ReloadOptions {
   watch: boolean;
   host: ClusterHost;
   logger: Logger;
+  /** see ReloadDeps.select */
+  select?: (config: Config) => Config;
   quietMs?: number;
 }
 
@@ -162,7 +167,13 @@ export function startReloading(opts: ReloadOptions): ReloadHandle {
       )
     : EMPTY;
   const triggers$ = merge(watched$, fromSignal('SIGHUP'));
-  const subscription = reloads(triggers$, { file, host: opts.host, logger, ...(opts.quietMs !== undefined ? { quietMs: opts.quietMs } : {}) }).subscribe({
+  const subscription = reloads(triggers$, {
+    file,
+    host: opts.host,
+    logger,
+    ...(opts.select ? { select: opts.select } : {}),
+    ...(opts.quietMs !== undefined ? { quietMs: opts.quietMs } : {}),
+  }).subscribe({
     next: (outcome) => {
       if (outcome.result === 'ok') {
         status.ok++;

@@ -394,7 +394,11 @@ export async function runWorker(serve: (req: ServeRequest, deps: ServeDeps) => P
     return await serve(req, {
       logger,
       startProxy: async (config, opts) => {
-        const proxy = await startProxy(config, { ...opts, exposeMetrics: (view) => answerScrapes(view, index, req.metricsPort) });
+        const proxy = await startProxy(config, {
+          ...opts,
+          selectClusters: (c) => clustersForWorker(c, index),
+          exposeMetrics: (view) => answerScrapes(view, index, req.metricsPort),
+        });
         toPrimary({ aster: 'ready', listeners: proxy.listeners } satisfies ToPrimary);
         return proxy;
       },
