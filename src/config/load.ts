@@ -63,6 +63,9 @@ export const DEFAULTS = {
   backupRequest: { enabled: false, multiplier: 2.0 },
   slowlogLogSlowerThan: 10_000,
   slowlogMaxLen: 128,
+  maxClients: 10000,
+  /** commands that change or stop a whole server, or hold a connection for ever: denied unless the config says otherwise */
+  denyCommands: ['acl', 'bgrewriteaof', 'bgsave', 'config', 'debug', 'failover', 'module', 'monitor', 'psync', 'replicaof', 'save', 'shutdown', 'slaveof', 'sync'],
   limits: {
     maxBulkBytes: 512 * 1024 * 1024,
     maxHeaderBytes: 64 * 1024,
@@ -90,6 +93,8 @@ const CLUSTER_KEYS = [
   'tcpkeepalive',
   'slowlog_log_slower_than',
   'slowlog_max_len',
+  'maxclients',
+  'deny_commands',
   'backup_request',
   'password',
   'backend_password',
@@ -471,6 +476,15 @@ function parseHashTag(scope: Scope, v: unknown): string | undefined {
   return v;
 }
 
+function parseDenyCommands(scope: Scope, v: unknown): string[] {
+  if (v === undefined) return [...DEFAULTS.denyCommands];
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string' || !/^[A-Za-z][A-Za-z0-9_-]*(\|[A-Za-z0-9_-]+)?$/.test(x))) {
+    scope.error('deny_commands', `expected a list of command names like ["debug", "config|set"], got ${describeValue(v)}`);
+    return [...DEFAULTS.denyCommands];
+  }
+  return (v as string[]).map((x) => x.toLowerCase());
+}
+
 function parseEjectMode(scope: Scope, v: unknown): 'remap' | 'fail_fast' {
   if (v === undefined) return DEFAULTS.ejectMode;
   if (v === 'remap' || v === 'fail_fast') return v;
@@ -619,6 +633,8 @@ function parseCluster(
     backupRequest: parseBackup(scope, t['backup_request']),
     slowlogLogSlowerThan: readInt(scope, t, 'slowlog_log_slower_than', { min: -1, unit: 'microseconds' }, DEFAULTS.slowlogLogSlowerThan),
     slowlogMaxLen: readInt(scope, t, 'slowlog_max_len', { min: 0, max: MAX_SLOWLOG_LEN }, DEFAULTS.slowlogMaxLen),
+    maxClients: readInt(scope, t, 'maxclients', { min: 1, max: 1_000_000 }, DEFAULTS.maxClients),
+    denyCommands: parseDenyCommands(scope, t['deny_commands']),
     limits: parseLimits(scope, t['limits']),
   };
   const password = parsePassword(scope, t, 'password');

@@ -64,6 +64,10 @@ export interface ClusterConfig {
   slowlogLogSlowerThan: number;
   /** SLOWLOG keeps this many entries, the newest (Redis: 128) */
   slowlogMaxLen: number;
+  /** most client connections at once; more get `-ERR max number of clients reached` (Redis: 10000) */
+  maxClients: number;
+  /** commands (lower case, `name` or `name|subcommand`) answered with an error naming the policy */
+  denyCommands: string[];
   password?: string;
   backendPassword?: string;
   limits: LimitsConfig;

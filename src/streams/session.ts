@@ -31,6 +31,8 @@ export interface Upstream {
   stats: SessionStats;
   /** the cluster's slow log: requests slower than its threshold go there */
   slowlog: Slowlog;
+  /** commands denied by policy: `name` or `name|subcommand`, lower case */
+  denied: ReadonlySet<string>;
 }
 
 export interface SessionStats {
@@ -175,6 +177,10 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     }
     const name = topName(spec);
     if (!client.authed && !allowedBeforeAuth(name)) return noAuth();
+    if (up.denied.size > 0 && (up.denied.has(name) || (spec.parent !== undefined && up.denied.has(spec.name)))) {
+      rs.errors[FrontError.denied]++;
+      return errorFrame(`ERR command '${spec.name}' is denied by this proxy's policy (deny_commands)`);
+    }
     if (isLocal(name)) {
       if (name === 'info' && infoWantsKeyspace(args) && up.backendCount() > 0) {
         // the Keyspace section sums the backends' keyspaces: the reply comes when they answered

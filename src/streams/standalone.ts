@@ -63,6 +63,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   const health = startHealth(cfg, { shards: () => shards, logger: log, onRestore: (srv) => pool.retryNow(srv.addr) });
   pool.sync(cfg.servers);
 
+  let rejectedClients = 0; // connections refused at maxclients
   const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0, requests: new RequestStats() };
   const slowlog = new Slowlog(cfg.slowlogLogSlowerThan, cfg.slowlogMaxLen);
   /** each backend connection counts into its backend's stats (a RESP3 one gets them on first use) */
@@ -119,7 +120,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
           ['total_connections_received', stats.totalConnections],
           ['total_commands_processed', stats.totalCommands],
           ['instantaneous_ops_per_sec', opsPerSec()],
-          ['rejected_connections', 0],
+          ['rejected_connections', rejectedClients],
           ['total_error_replies', stats.requests.failed],
           ['protocol_errors', stats.protocolErrors],
         ],
@@ -139,6 +140,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     ],
   };
   const up: Upstream = {
+    denied: new Set(cfg.denyCommands),
     facts,
     limits: cfg.limits,
     logger: log,
@@ -162,6 +164,15 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   let nextId = 1;
   const sessions = new Set<Session>();
   const accepting = listener.connections$.subscribe((socket) => {
+    if (stats.connectedClients >= cfg.maxClients) {
+      // as Redis: tell the client why, then close; the client that is over counts as an error
+      socket.on('error', () => undefined);
+      // destroyed once written: nobody reads this socket, so it would never see the peer's FIN
+      socket.end(MAX_CLIENTS, () => socket.destroy());
+      rejectedClients++;
+      stats.requests.errors[FrontError.maxclients]++;
+      return;
+    }
     try {
       if (cfg.tcpKeepalive > 0) socket.setKeepAlive(true, cfg.tcpKeepalive * 1000);
       socket.setNoDelay(true);
@@ -198,6 +209,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       health.follow(next);
       facts.password = next.password;
       up.limits = next.limits;
+      up.denied = new Set(next.denyCommands);
     },
     async drain(deadlineMs: number) {
       accepting.unsubscribe();
@@ -218,5 +230,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     },
   };
 }
+
+const MAX_CLIENTS = errorFrame('ERR max number of clients reached');
 
 const EJECTED = errorFrame('ERR the server that owns this key is out of service (ejected by health checks)');

@@ -52,6 +52,8 @@ export const FRONT_ERROR_KINDS = [
   'unsupported', // pub/sub, blocking, transactions, keyless commands
   'crossslot', // keys on several servers
   'ejected', // the key's server is out of service (health checks)
+  'denied', // a command of the deny_commands policy
+  'maxclients', // a connection over maxclients
 ] as const;
 export type FrontErrorKind = (typeof FRONT_ERROR_KINDS)[number];
 export const FrontError: Readonly<Record<FrontErrorKind, number>> = Object.fromEntries(FRONT_ERROR_KINDS.map((k, i) => [k, i])) as Record<FrontErrorKind, number>;

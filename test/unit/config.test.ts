@@ -89,6 +89,8 @@ describe('parseConfig: values and defaults', () => {
       backupRequest: { enabled: false, multiplier: 2 },
       slowlogLogSlowerThan: 10000,
       slowlogMaxLen: 128,
+      maxClients: 10000,
+      denyCommands: [...DEFAULTS.denyCommands],
       limits: { maxBulkBytes: 512 * 1024 * 1024, maxHeaderBytes: 65536, maxArgs: 1048576, maxReplyDepth: 512 },
     });
     assert.equal('hashTag' in c, false);
@@ -633,5 +635,21 @@ describe('parseConfig: eject_mode', () => {
   });
   it('names the file, cluster and key of a bad value', () => {
     assert.throws(() => parseConfig(base('eject_mode = "drop"'), 'e.toml'), /e\.toml: cluster "a": eject_mode: expected "remap"/);
+  });
+});
+
+describe('parseConfig: maxclients and deny_commands', () => {
+  const base = (extra: string): string =>
+    `[[clusters]]\nname = "a"\nlisten_addr = "127.0.0.1:7000"\ncache_type = "redis"\nservers = ["127.0.0.1:6379"]\n${extra}`;
+  it('reads them, lower-casing command names, and replaces the default list', () => {
+    const c = parseConfig(base('maxclients = 5\ndeny_commands = ["FLUSHALL", "config|set"]'), 'p.toml').config.clusters[0];
+    assert.equal(c.maxClients, 5);
+    assert.deepEqual(c.denyCommands, ['flushall', 'config|set']);
+    assert.ok(parseConfig(base(''), 'p.toml').config.clusters[0].denyCommands.includes('shutdown'));
+    assert.deepEqual(parseConfig(base('deny_commands = []'), 'p.toml').config.clusters[0].denyCommands, []);
+  });
+  it('names the file, cluster and key of bad values', () => {
+    assert.throws(() => parseConfig(base('maxclients = 0'), 'p.toml'), /p\.toml: cluster "a": maxclients:/);
+    assert.throws(() => parseConfig(base('deny_commands = ["rm -rf"]'), 'p.toml'), /p\.toml: cluster "a": deny_commands: expected a list of command names/);
   });
 });
