@@ -23,7 +23,13 @@ export interface RequestLimits {
   maxBulkBytes: number;
   maxHeaderBytes: number;
   maxArgs: number;
+  /** the client has not authenticated yet: errors say so, as Redis's do */
+  preAuth?: boolean;
 }
+
+/** What a client may send before it authenticates (Redis, since CVE-2021-32675). */
+export const PRE_AUTH_MAX_ARGS = 10;
+export const PRE_AUTH_MAX_BULK = 16 * 1024;
 
 export const defaultRequestLimits: RequestLimits = {
   maxBulkBytes: 512 * 1024 * 1024,
@@ -124,7 +130,9 @@ export class RequestDecoder {
             break;
           }
           if (this.num > this.limits.maxArgs) {
-            throw new ProtocolError(`invalid multibulk length (more than ${this.limits.maxArgs} arguments)`);
+            throw new ProtocolError(
+              this.limits.preAuth ? 'unauthenticated multibulk length' : `invalid multibulk length (more than ${this.limits.maxArgs} arguments)`,
+            );
           }
           this.argc = this.num;
           this.argi = 0;
@@ -146,7 +154,9 @@ export class RequestDecoder {
           if (chunk[pos++] !== LF) this.badLength();
           if (this.neg) throw new ProtocolError('invalid bulk length');
           if (this.num > this.limits.maxBulkBytes) {
-            throw new ProtocolError(`invalid bulk length (more than ${this.limits.maxBulkBytes} bytes)`);
+            throw new ProtocolError(
+              this.limits.preAuth ? 'unauthenticated bulk length' : `invalid bulk length (more than ${this.limits.maxBulkBytes} bytes)`,
+            );
           }
           this.argOff[this.argi] = this.partsLen + pos - start;
           this.argLen[this.argi] = this.num;

@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { decodeRequests } from '../operators/decode-requests.js';
 import { inOrder, type Slot } from '../operators/in-order.js';
 import { coalesceWrites } from '../operators/coalesce-writes.js';
-import { encodeCommand, ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
+import { encodeCommand, PRE_AUTH_MAX_ARGS, PRE_AUTH_MAX_BULK, ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
 import { errorFrame, type Proto } from '../protocol/encode.js';
 import { fromSocket } from '../sources/socket.js';
 import { immediateScheduler } from '../sources/scheduler.js';
@@ -140,6 +140,12 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (req !== undefined && !skipsSlowlog(cmd)) up.slowlog.record(us, req.args, client.addr, client.name ?? '', Math.floor(Date.now() / 1000));
   };
 
+  // before AUTH a client may send only small requests (Redis's pre-auth limits); the decoder
+  // reads this object for every header, so AUTH lifts them from the next request on
+  const limits: RequestLimits = client.authed
+    ? up.limits
+    : { ...up.limits, maxArgs: Math.min(PRE_AUTH_MAX_ARGS, up.limits.maxArgs), maxBulkBytes: Math.min(PRE_AUTH_MAX_BULK, up.limits.maxBulkBytes), preAuth: true };
+
   const dispatch = (req: Request): void => {
     inFlight.add(chunkAt, req);
     const s = seq++;
@@ -154,6 +160,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       up.logger.error({ client: id, err }, 'internal error while handling a request');
       frame = errorFrame('ERR aster-proxy internal error while handling this command');
     }
+    if (limits.preAuth === true && client.authed) Object.assign(limits, up.limits, { preAuth: false });
     if (frame !== null) target.deliver(s, frame);
     if (client.quit) end();
   };
@@ -228,7 +235,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       tap(() => {
         chunkAt = immediateScheduler.now();
       }),
-      decodeRequests(up.limits),
+      decodeRequests(limits),
     )
     .subscribe({
       next: dispatch,

@@ -91,6 +91,18 @@ backend_password = "backend-secret"
     assert.ok(text.endsWith('$1\r\nv\r\n'));
   });
 
+  it('applies Redis pre-auth limits before AUTH (10 arguments, 16 KiB bulks) and lifts them after', async () => {
+    const many = cmd('DEL', ...Array.from({ length: 10 }, (_, i) => `k${i}`)); // 11 arguments
+    const tooMany = await rawExchange(port, many, (t) => t.length > 0);
+    assert.equal(tooMany, '-ERR Protocol error: unauthenticated multibulk length\r\n');
+    const big = await rawExchange(port, `*2\r\n$4\r\nAUTH\r\n$16385\r\n`, (t) => t.length > 0);
+    assert.equal(big, '-ERR Protocol error: unauthenticated bulk length\r\n');
+    // once authenticated, in the same chunk as AUTH, the same requests are fine
+    const value = 'x'.repeat(20_000);
+    const ok = await rawExchange(port, cmd('AUTH', 'front-secret') + many + cmd('SET', 'big', value) + cmd('STRLEN', 'big'), (t) => t.endsWith(':20000\r\n'));
+    assert.equal(ok, '+OK\r\n:0\r\n+OK\r\n:20000\r\n');
+  });
+
   it('HELLO with a wrong password keeps the connection unauthenticated', async () => {
     const text = await rawExchange(port, cmd('HELLO', '3', 'AUTH', 'default', 'bad') + cmd('GET', 'k'), lines(2));
     assert.equal(text, '-WRONGPASS invalid username-password pair or user is disabled.\r\n-NOAUTH Authentication required.\r\n');
