@@ -162,6 +162,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   };
 
   let nextId = 1;
+  let onNoSessions: (() => void) | undefined; // a drain waiting for the last session to end
   const sessions = new Set<Session>();
   const accepting = listener.connections$.subscribe((socket) => {
     if (stats.connectedClients >= cfg.maxClients) {
@@ -178,7 +179,10 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       socket.setNoDelay(true);
       const session = runSession(socket, up, nextId++);
       sessions.add(session);
-      session.subscription.add(() => sessions.delete(session));
+      session.subscription.add(() => {
+        sessions.delete(session);
+        if (sessions.size === 0) onNoSessions?.();
+      });
     } catch (err) {
       // one connection that could not be set up is dropped; the listener goes on
       log.error({ err }, 'could not start a client session');
@@ -213,11 +217,17 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     },
     async drain(deadlineMs: number) {
       accepting.unsubscribe();
-      const closing = listener.close().catch(() => undefined);
+      // stop listening now; `close` destroys what is still open at the deadline
+      void listener.close().catch(() => undefined);
       for (const session of [...sessions]) session.end();
-      const until = Date.now() + deadlineMs;
-      while (sessions.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-      await closing;
+      if (sessions.size === 0) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadlineMs);
+        onNoSessions = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
     },
     async close() {
       accepting.unsubscribe();

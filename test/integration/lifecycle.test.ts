@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ReplyDecoder } from '../../src/protocol/reply-decoder.js';
 import { encodeCommand } from '../../src/protocol/request-decoder.js';
+import { parseConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/sinks/log.js';
+import { startProxy } from '../../src/streams/proxy.js';
 import { startRedis, stopAll, waitFor } from '../helpers/servers.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -111,3 +114,29 @@ function directGet(port: number, key: string): Promise<string | null> {
     sock.write(encodeCommand(['GET', key]));
   });
 }
+
+describe('shutdown deadline', () => {
+  it('ends within the deadline even while a request waits on a backend that never answers', async () => {
+    // a backend that accepts and never replies, and a read_timeout far beyond the deadline
+    const silent = net.createServer((sock) => sock.on('error', () => undefined));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as net.AddressInfo).port;
+    const { config } = parseConfig(
+      `[[clusters]]\nname = "d"\nlisten_addr = "127.0.0.1:0"\ncache_type = "redis"\nread_timeout = 60000\nservers = ["127.0.0.1:${port}:1 s"]\n`,
+      'd.toml',
+    );
+    const proxy = await startProxy(config, { ip: '127.0.0.1', metricsPort: 0, reload: false, logger: createLogger('silent') });
+    const client = net.connect({ host: '127.0.0.1', port: proxy.listeners[0].port });
+    client.on('error', () => undefined);
+    await new Promise((r) => client.once('connect', r));
+    client.write(encodeCommand(['GET', 'k']));
+    await new Promise((r) => setTimeout(r, 100)); // the GET is now waiting at the silent backend
+    const started = Date.now();
+    await Promise.race([proxy.shutdown(300), new Promise((r) => setTimeout(r, 5000))]);
+    const took = Date.now() - started;
+    client.destroy();
+    await proxy.close(); // a no-op after a shutdown; ends what a stuck shutdown left
+    silent.close();
+    assert.ok(took < 5000, `shutdown took ${took} ms with a 300 ms deadline`);
+  });
+});
