@@ -3,7 +3,8 @@ import type { Logger } from 'pino';
 import type { ClusterConfig, Config } from '../config/types.js';
 import { serveMetrics, type MetricsServer, type MetricsView } from '../sinks/metrics.js';
 import { VERSION } from '../sources/package-info.js';
-import { startStandalone, type RunningCluster } from './standalone.js';
+import { startStandalone } from './standalone.js';
+import type { RunningCluster } from './running-cluster.js';
 import { startReloading, type ClusterHost, type ReloadStatus } from './reload.js';
 
 export interface ProxyOptions {

@@ -19,7 +19,7 @@ import type { ClusterConfig, Config } from '../config/types.js';
 import { debounceReloads } from '../operators/debounce-reloads.js';
 import { loadConfig } from '../sources/config-file.js';
 import { fromSignal, watchConfigFile, type ReloadTrigger } from '../sources/config-watch.js';
-import type { RunningCluster } from './standalone.js';
+import type { RunningCluster } from './running-cluster.js';
 
 /** how long file events must stay quiet before a reload (an editor's save is a burst of them) */
 export const RELOAD_QUIET_MS = 200;

@@ -10,7 +10,7 @@ import { fromSocket } from '../sources/socket.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { toSocket } from '../sinks/socket-writer.js';
-import { arityOk, commandError, isBlocking, isPubSub, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
+import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
 import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
@@ -21,12 +21,20 @@ export interface Upstream {
   facts: ProxyFacts;
   limits: RequestLimits;
   logger: Logger;
-  /** index of the backend that owns this key */
+  /**
+   * Where a key goes: the backend's index (standalone) or the key's slot (cluster). Keys with
+   * the same answer may share a request; `send` takes it.
+   */
   backendFor(key: Buffer): number;
-  /** sends a request to a backend over its shared connection for `proto` */
-  send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number): void;
-  /** how many backends `send` reaches (0 .. n-1) */
-  backendCount(): number;
+  /**
+   * Sends a request over the shared connection for `proto` of the backend `backendFor` named.
+   * `readOnly`: the command only reads (cluster mode may serve it from a replica).
+   */
+  send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, readOnly: boolean): void;
+  /** how many nodes hold the data (standalone: the backends; cluster: the masters) */
+  nodeCount(): number;
+  /** sends a request to node `i` (0 .. nodeCount()-1), e.g. to sum something over all of them */
+  sendToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number): void;
   /** counters the session moves */
   stats: SessionStats;
   /** the cluster's slow log: requests slower than its threshold go there */
@@ -189,11 +197,12 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       return errorFrame(`ERR command '${spec.name}' is denied by this proxy's policy (deny_commands)`);
     }
     if (isLocal(name)) {
-      if (name === 'info' && infoWantsKeyspace(args) && up.backendCount() > 0) {
+      const nodes = up.nodeCount();
+      if (name === 'info' && infoWantsKeyspace(args) && nodes > 0) {
         // the Keyspace section sums the backends' keyspaces: the reply comes when they answered
         const proto = client.proto;
-        const sum = new KeyspaceSum(up.backendCount(), (totals) => target.deliver(s, answerInfo(args, proto, up.facts, totals)));
-        for (let b = 0; b < up.backendCount(); b++) up.send(b, 2, INFO_KEYSPACE, sum, b);
+        const sum = new KeyspaceSum(nodes, (totals) => target.deliver(s, answerInfo(args, proto, up.facts, totals)));
+        for (let b = 0; b < nodes; b++) up.sendToNode(b, 2, INFO_KEYSPACE, sum, b);
         return null;
       }
       return answerLocal(name, args, client, up.facts);
@@ -215,7 +224,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (kind !== undefined && keys.length > 1) {
       const plan = planSplit(kind, args, keys, up.backendFor, (frame) => target.deliver(s, frame));
       if (plan !== null) {
-        for (let i = 0; i < plan.subs.length; i++) up.send(plan.subs[i].backend, client.proto, plan.subs[i].raw, plan.target, i);
+        const readOnly = isReadOnly(spec);
+        for (let i = 0; i < plan.subs.length; i++) up.send(plan.subs[i].backend, client.proto, plan.subs[i].raw, plan.target, i, readOnly);
         return null;
       }
     }
@@ -223,10 +233,10 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     for (let i = 1; i < keys.length; i++) {
       if (up.backendFor(args[keys[i]]) !== backend) {
         rs.errors[FrontError.crossslot]++;
-        return errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
+        return up.facts.mode === 'cluster' ? CROSSSLOT_CLUSTER : errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
       }
     }
-    up.send(backend, client.proto, req.raw, target, s);
+    up.send(backend, client.proto, req.raw, target, s, isReadOnly(spec));
     return null;
   };
 
@@ -261,6 +271,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+const CROSSSLOT_CLUSTER = errorFrame("CROSSSLOT Keys in request don't hash to the same slot");
 const INFO_KEYSPACE = encodeCommand(['INFO', 'keyspace']);
 const CLIENT = Buffer.from('client');
 const lowerAscii = (b: Buffer): Buffer => (b.length === 6 ? Buffer.from(b.toString('latin1').toLowerCase(), 'latin1') : b);

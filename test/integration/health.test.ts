@@ -15,7 +15,7 @@ import type { ClusterConfig } from '../../src/config/types.js';
 import { ShardMap } from '../../src/routing/shard-map.js';
 import { createLogger } from '../../src/sinks/log.js';
 import { startProxy } from '../../src/streams/proxy.js';
-import { startStandalone, type RunningCluster } from '../../src/streams/standalone.js';
+import { startStandalone, type StandaloneCluster } from '../../src/streams/standalone.js';
 import { startRedis, stopAll, waitFor, type RedisProc } from '../helpers/servers.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ const WARN = 40;
 const INFO = 30;
 
 interface Setup {
-  cluster: RunningCluster;
+  cluster: StandaloneCluster;
   cfg: ClusterConfig;
   logs: LogLine[];
   port: number;
@@ -149,7 +149,7 @@ interface Setup {
   client(): Promise<Conn>;
 }
 
-const clusters: RunningCluster[] = [];
+const clusters: StandaloneCluster[] = [];
 const conns: Conn[] = [];
 
 function clusterToml(ports: number[], extra: string): string {
