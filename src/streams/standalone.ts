@@ -5,7 +5,7 @@ import { ShardMap } from '../routing/shard-map.js';
 import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
 import { errorFrame } from '../protocol/encode.js';
 import { immediateScheduler } from '../sources/scheduler.js';
-import { listenTcp, type Listener } from '../sources/socket.js';
+import { listenTcp } from '../sources/socket.js';
 import type { Proto } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import type { ProxyFacts } from '../commands/local.js';
@@ -14,7 +14,7 @@ import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
 import { Slowlog } from './slowlog.js';
 import { FrontError, RequestStats } from '../util/request-stats.js';
-import { startHealth, type BackendHealth } from './health.js';
+import { startHealth } from './health.js';
 
 /** A standalone cluster also shows its key placement (health checks eject and restore servers on it). */
 export interface StandaloneCluster extends RunningCluster {
