@@ -6,6 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { encode, type Proto, type Resp } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
+import { answerCluster, answerClusterFlag, type ClusterSelf } from './cluster-self.js';
 import { allCommands, commandCount, commandDocsReply, commandInfoReply, keyIndexes, lookupCommand } from './index.js';
 
 export interface ClientState {
@@ -34,6 +35,15 @@ export interface ProxyFacts {
   infoSections(): Array<[string, Array<[string, string | number]>]>;
   /** the cluster's slow log (SLOWLOG) */
   slowlog: SlowlogView;
+  /** cluster mode: how the proxy shows itself to cluster-aware clients, as one node owning every slot */
+  cluster?: {
+    /** the address it announces (`--ip`) */
+    ip: string;
+    /** its node id: 40 hex digits, stable for a cluster name, address and port */
+    myId: string;
+    /** every slot has an owner behind the proxy */
+    ok(): boolean;
+  };
 }
 
 /** One SLOWLOG entry, as Redis shapes it. */
@@ -200,6 +210,22 @@ const handlers: Record<string, Handler> = {
     return infoValue(args, facts, null);
   },
 
+  cluster(args, _client, facts) {
+    return answerCluster(args, clusterSelf(facts));
+  },
+
+  readonly(_args, _client, facts) {
+    return answerClusterFlag(clusterSelf(facts));
+  },
+
+  readwrite(_args, _client, facts) {
+    return answerClusterFlag(clusterSelf(facts));
+  },
+
+  asking(_args, _client, facts) {
+    return answerClusterFlag(clusterSelf(facts));
+  },
+
   slowlog(args, _client, facts) {
     const sub = lower(args[1]);
     if (sub === 'get' && args.length <= 3) {
@@ -221,6 +247,9 @@ const handlers: Record<string, Handler> = {
     return err(`ERR unknown subcommand or wrong number of arguments for '${args[1].toString('utf8', 0, 128)}'. Try SLOWLOG HELP.`);
   },
 };
+
+const clusterSelf = (facts: ProxyFacts): ClusterSelf | undefined =>
+  facts.cluster === undefined ? undefined : { ip: facts.cluster.ip, port: facts.port, myId: facts.cluster.myId, ok: facts.cluster.ok() };
 
 const DEFAULT_USER = Buffer.from('default');
 
@@ -358,7 +387,7 @@ function infoValue(args: readonly Buffer[], facts: ProxyFacts, keyspace: Keyspac
       ],
     ],
     ['Replication', [['role', 'master'], ['connected_slaves', 0]]],
-    ['Cluster', [['cluster_enabled', 0]]],
+    ['Cluster', [['cluster_enabled', facts.cluster === undefined ? 0 : 1]]],
     ...facts.infoSections(),
   ];
   if (keyspace !== null) {

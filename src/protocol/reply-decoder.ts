@@ -269,3 +269,13 @@ export function integerValue(frame: Buffer): number | null {
 export function isErrorReply(frame: Buffer): boolean {
   return frame[0] === 0x2d || frame[0] === 0x21;
 }
+
+/** The payload of a bulk string reply (`$N`, or a RESP3 verbatim string without its `txt:` prefix), or null. */
+export function bulkValue(frame: Buffer): Buffer | null {
+  if (frame[0] !== 0x24 /* $ */ && frame[0] !== 0x3d /* = */) return null;
+  const lf = frame.indexOf(LF);
+  const len = parseInt(frame.toString('latin1', 1, lf - 1), 10);
+  if (!(len >= 0) || lf + 1 + len + 2 !== frame.length) return null;
+  const body = frame.subarray(lf + 1, lf + 1 + len);
+  return frame[0] === 0x3d ? body.subarray(4) : body;
+}

@@ -6,12 +6,17 @@ import type { ReplyLimits } from '../protocol/reply-decoder.js';
 import { BackendConnection, type BackendErrorKind } from './backend.js';
 import { immediateScheduler } from './scheduler.js';
 
+/** What the pool needs of a server: where it is and how it is named */
+export type PoolServer = Pick<ServerSpec, 'host' | 'port' | 'addr' | 'alias'>;
+
 /** How the connections of one cluster are made; a change (reload) replaces them. */
 export interface PoolSettings {
   readTimeoutMs: number;
   connectTimeoutMs: number;
   keepAliveSec: number;
   password?: string;
+  /** every connection sends READONLY first (reads from cluster replicas) */
+  readOnly?: boolean;
   limits: ReplyLimits;
 }
 
@@ -20,6 +25,7 @@ const sameSettings = (a: PoolSettings, b: PoolSettings): boolean =>
   a.connectTimeoutMs === b.connectTimeoutMs &&
   a.keepAliveSec === b.keepAliveSec &&
   a.password === b.password &&
+  a.readOnly === b.readOnly &&
   a.limits.maxBulkBytes === b.limits.maxBulkBytes &&
   a.limits.maxDepth === b.limits.maxDepth;
 
@@ -30,7 +36,7 @@ const sameSettings = (a: PoolSettings, b: PoolSettings): boolean =>
  * wanted finish their in-flight requests and close, so a reload drops no reply.
  */
 export class BackendPool {
-  private conns = new Map<string, { spec: ServerSpec; byProto: [BackendConnection | null, BackendConnection | null] }>();
+  private conns = new Map<string, { spec: PoolServer; byProto: [BackendConnection | null, BackendConnection | null] }>();
 
   constructor(
     private settings: PoolSettings,
@@ -41,7 +47,7 @@ export class BackendPool {
   ) {}
 
   /** the connection to `server` for RESP `proto`, opened on first use */
-  get(server: ServerSpec, proto: Proto): BackendConnection {
+  get(server: PoolServer, proto: Proto): BackendConnection {
     let entry = this.conns.get(server.addr);
     if (entry === undefined) {
       entry = { spec: server, byProto: [null, null] };
@@ -65,7 +71,7 @@ export class BackendPool {
   }
 
   /** Opens connections to `servers`, drains the ones to addresses no longer listed or made with old settings. */
-  sync(servers: readonly ServerSpec[], settings: PoolSettings = this.settings): void {
+  sync(servers: readonly PoolServer[], settings: PoolSettings = this.settings): void {
     const changed = !sameSettings(settings, this.settings);
     this.settings = settings;
     const wanted = new Set(servers.map((s) => s.addr));
@@ -84,7 +90,7 @@ export class BackendPool {
     this.conns.clear();
   }
 
-  private open(server: ServerSpec, proto: Proto): BackendConnection {
+  private open(server: PoolServer, proto: Proto): BackendConnection {
     const st = this.settings;
     return new BackendConnection({
       host: server.host,
@@ -95,6 +101,7 @@ export class BackendPool {
       keepAliveSec: st.keepAliveSec,
       proto,
       password: st.password,
+      readOnly: st.readOnly,
       limits: st.limits,
       ticks$: this.ticks$,
       scheduler: immediateScheduler,

@@ -36,6 +36,16 @@ const HEALTH_ERRORS: ReadonlyArray<[Buffer, BackendErrorKind]> = [
   [Buffer.from('-OOM '), 'OOM'],
 ];
 
+const CONNECTION_ERROR = Buffer.from('-ERR backend ');
+
+/**
+ * True for the errors a BackendConnection answers itself when its connection is down or lost
+ * (`-ERR backend <label>...`): the request may not have reached the server.
+ */
+export function isConnectionError(frame: Buffer): boolean {
+  return frame.length > CONNECTION_ERROR.length && frame.compare(CONNECTION_ERROR, 0, CONNECTION_ERROR.length, 0, CONNECTION_ERROR.length) === 0;
+}
+
 /** The kind of a `-LOADING`, `-BUSY` or `-OOM` error reply; undefined for any other reply. */
 export function healthErrorKind(frame: Buffer): BackendErrorKind | undefined {
   if (frame[0] !== 0x2d /* - */) return undefined;
@@ -55,6 +65,8 @@ export interface BackendOptions {
   proto: 2 | 3;
   /** sent with AUTH on every new connection */
   password?: string;
+  /** send READONLY on every new connection: a cluster replica then serves reads of its master's slots */
+  readOnly?: boolean;
   limits: ReplyLimits;
   /** ticks that drive the timeout check (one shared interval per cluster) */
   ticks$: Observable<unknown>;
@@ -224,6 +236,7 @@ export class BackendConnection {
     };
     if (opts.password !== undefined) setup(['AUTH', opts.password], 'AUTH');
     if (opts.proto === 3) setup(['HELLO', '3'], 'HELLO 3');
+    if (opts.readOnly === true) setup(['READONLY'], 'READONLY');
   }
 
   /**

@@ -4,6 +4,7 @@ import type { ClusterConfig, Config } from '../config/types.js';
 import { serveMetrics, type MetricsServer, type MetricsView } from '../sinks/metrics.js';
 import { VERSION } from '../sources/package-info.js';
 import { startStandalone } from './standalone.js';
+import { startCluster } from './cluster.js';
 import type { RunningCluster } from './running-cluster.js';
 import { startReloading, type ClusterHost, type ReloadStatus } from './reload.js';
 
@@ -41,6 +42,8 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
   // an error no subscriber handled is logged, not rethrown on a timer (which would end the process)
   rxConfig.onUnhandledError = (err: unknown) => opts.logger.error({ err }, 'unhandled error in a stream');
   const running: RunningCluster[] = [];
+  const startOne = (c: ClusterConfig): Promise<RunningCluster> =>
+    c.cacheType === 'redis_cluster' ? startCluster(c, VERSION, opts.ip, opts.logger) : startStandalone(c, VERSION, opts.logger);
   // clusters removed by a reload whose clients are still being answered
   const retiring = new Set<RunningCluster>();
   let wanted: Config = config;
@@ -48,10 +51,8 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
   let metrics: MetricsServer | undefined;
   try {
     for (const cluster of config.clusters) {
-      const why = unsupported(cluster, config.file);
-      if (why !== undefined) throw new Error(why);
       for (const note of notYetApplied(cluster)) opts.logger.warn({ cluster: cluster.name }, note);
-      running.push(await startStandalone(cluster, VERSION, opts.logger));
+      running.push(await startOne(cluster));
     }
     if (opts.metricsPort > 0) {
       metrics = await (opts.exposeMetrics ?? ((view: MetricsView) => serveMetrics('0.0.0.0', opts.metricsPort, view)))({
@@ -71,13 +72,12 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
   }
   const host: ClusterHost = {
     clusters: () => running,
-    unsupported,
     want: (next) => {
       wanted = next;
     },
     start: async (c) => {
       for (const note of notYetApplied(c)) opts.logger.warn({ cluster: c.name }, note);
-      const cluster = await startStandalone(c, VERSION, opts.logger);
+      const cluster = await startOne(c);
       if (closing) {
         await cluster.close();
         throw new Error('the proxy is shutting down');
@@ -128,15 +128,10 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
   };
 }
 
-/** Why a cluster cannot run in this version of the proxy (named by file and cluster), or undefined. */
-function unsupported(c: ClusterConfig, file: string): string | undefined {
-  if (c.cacheType === 'redis') return undefined;
-  return `${file}: cluster "${c.name}": cache_type "${c.cacheType}" is not supported by this version of aster-proxy yet (only "redis", the twemproxy mode)`;
-}
-
 /** Settings that parse but that this version does not act on yet: said out loud, not ignored. */
 function notYetApplied(c: ClusterConfig): string[] {
   const notes: string[] = [];
   if (c.backupRequest.enabled) notes.push('backup_request: backup requests are not implemented yet (cluster mode feature)');
+  if (c.cacheType === 'redis_cluster' && c.pingFailLimit > 0) notes.push('ping_fail_limit: health-check ejection applies to cache_type = "redis"; in cluster mode the cluster\'s own failover moves slots, and the proxy follows its slot map');
   return notes;
 }

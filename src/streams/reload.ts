@@ -13,7 +13,7 @@
  */
 import { catchError, defer, EMPTY, merge, of, type Observable, type SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
-import { ConfigError, type LoadResult } from '../config/load.js';
+import type { LoadResult } from '../config/load.js';
 import { diffConfig, isEmptyDiff, type ConfigDiff } from '../config/diff.js';
 import type { ClusterConfig, Config } from '../config/types.js';
 import { debounceReloads } from '../operators/debounce-reloads.js';
@@ -30,8 +30,6 @@ const RETIRE_SLACK_MS = 1000;
 export interface ClusterHost {
   /** the clusters running now */
   clusters(): readonly RunningCluster[];
-  /** why this cluster cannot run in this version of the proxy, or undefined */
-  unsupported(cluster: ClusterConfig, file: string): string | undefined;
   /** the config the proxy means to run from now on (readiness compares the running clusters with it) */
   want(config: Config): void;
   /** starts a cluster (binds its listener) and adds it to the running ones */
@@ -80,8 +78,6 @@ function reloadOnce(trigger: ReloadTrigger, deps: ReloadDeps): Observable<Reload
     for (const w of warnings) logger.warn(w);
     const current: Config = { file, clusters: host.clusters().map((c) => c.config()) };
     const diff = diffConfig(current, next);
-    const problems = diff.added.map((c) => host.unsupported(c, file)).filter((p): p is string => p !== undefined);
-    if (problems.length > 0) throw new ConfigError(problems);
     host.want(next);
     await apply(diff, deps);
     return { result: 'ok', trigger, diff };

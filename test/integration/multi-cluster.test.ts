@@ -63,18 +63,3 @@ servers = ["127.0.0.1:${b.port}:1 b1"]
     assert.match(String(await pa.info('proxy')), /cluster:alpha/);
   });
 });
-
-describe('cluster mode in this version', () => {
-  it('refuses to start a redis_cluster cluster with a message naming file, cluster and cache_type', async () => {
-    const { config } = parseConfig(
-      `[[clusters]]
-name = "rc"
-listen_addr = "127.0.0.1:0"
-cache_type = "redis_cluster"
-servers = ["127.0.0.1:7000"]
-`,
-      'rc.toml',
-    );
-    await assert.rejects(startProxy(config, opts), /rc\.toml: cluster "rc": cache_type "redis_cluster" is not supported/);
-  });
-});

@@ -27,7 +27,6 @@ describe('reload in a worker', () => {
     const started: string[] = [];
     const host: ClusterHost = {
       clusters: () => [],
-      unsupported: () => undefined,
       want: (_c: Config) => undefined,
       start: async (c: ClusterConfig) => {
         started.push(c.name);

@@ -1,0 +1,417 @@
+import { createHash } from 'node:crypto';
+import { concatMap, defer, filter, from, interval, merge, Observable, of, share, Subject, Subscription, take, tap } from 'rxjs';
+import type { Logger } from 'pino';
+import type { ClusterConfig } from '../config/types.js';
+import { followRedirects, type Redirected } from '../operators/follow-redirects.js';
+import { throttleRefresh } from '../operators/throttle-refresh.js';
+import { errorFrame, type Proto } from '../protocol/encode.js';
+import { encodeCommand } from '../protocol/request-decoder.js';
+import { bulkValue } from '../protocol/reply-decoder.js';
+import { parseClusterNodes, type ClusterNodeInfo } from '../routing/cluster-nodes.js';
+import { keySlot, SLOTS } from '../routing/crc16.js';
+import { parseRedirect, type Redirect } from '../routing/redirect.js';
+import { SlotMap, type ClusterNode, type NodeAddr } from '../routing/slot-map.js';
+import { isConnectionError, type ReplyTarget } from '../sources/backend.js';
+import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
+import { immediateScheduler } from '../sources/scheduler.js';
+import { listenTcp } from '../sources/socket.js';
+import type { ProxyFacts } from '../commands/local.js';
+import { RequestStats } from '../util/request-stats.js';
+import { serveClients } from './front.js';
+import type { RunningCluster } from './running-cluster.js';
+import type { SessionStats, Upstream } from './session.js';
+import { Slowlog } from './slowlog.js';
+
+/** Redirects one request may follow (aster: 5); one more ends it with an error. */
+const MAX_REDIRECTS = 5;
+/** least time between two topology fetches, ms */
+const REFRESH_GAP_MS = 250;
+/** while slots have no owner or a master is unreachable, the topology is fetched this often, ms */
+const DEGRADED_REFRESH_MS = 1000;
+
+/** What a cluster-mode cluster counts besides the per-request stats (INFO, metrics). */
+export interface TopologyStats {
+  /** fetches that got a view */
+  fetched: number;
+  /** fetches where no node answered */
+  failed: number;
+  /** views that changed the slot map */
+  changes: number;
+  /** views refused slot by slot as older than the map (their count of slots) */
+  staleSlots: number;
+  redirects: Record<Redirect['kind'], number>;
+}
+
+const poolSettings = (cfg: ClusterConfig, readOnly: boolean): PoolSettings => ({
+  readTimeoutMs: cfg.readTimeout,
+  connectTimeoutMs: cfg.writeTimeout,
+  keepAliveSec: cfg.tcpKeepalive,
+  password: cfg.backendPassword,
+  readOnly,
+  limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
+});
+
+/** One request on its way through the cluster: it follows redirects until a node answers it. */
+class Attempt implements ReplyTarget {
+  redirects = 0;
+  /** where it was sent last */
+  node: NodeAddr | undefined;
+  /** sent to a replica (a read with read_from_slave) */
+  onReplica = false;
+
+  constructor(
+    readonly slot: number,
+    readonly proto: Proto,
+    readonly raw: Buffer,
+    readonly target: ReplyTarget,
+    readonly seq: number,
+    readonly readOnly: boolean,
+    private readonly onError: (a: Attempt, frame: Buffer) => void,
+  ) {}
+
+  deliver(_seq: number, frame: Buffer): void {
+    if (frame[0] !== 0x2d /* - */) this.target.deliver(this.seq, frame);
+    else this.onError(this, frame);
+  }
+}
+
+const DISCARD: ReplyTarget = { deliver: () => undefined };
+const ASKING = encodeCommand(['ASKING']);
+const CLUSTER_NODES = encodeCommand(['CLUSTER', 'NODES']);
+const NO_MAP = errorFrame('CLUSTERDOWN aster-proxy has no slot map yet: no node answered CLUSTER NODES (it keeps trying)');
+const SLOT_NOT_SERVED = errorFrame('CLUSTERDOWN Hash slot not served');
+
+const addrOf = (host: string, port: number): NodeAddr => ({ host, port, addr: `${host}:${port}` });
+
+/**
+ * A Redis Cluster behind one listener. Clients see a single node that owns every slot (the
+ * proxy answers CLUSTER SLOTS/NODES/... about itself); behind it, each key goes to the master
+ * that owns its slot, over one shared pipelined connection per node, following MOVED, ASK,
+ * TRYAGAIN and CLUSTERDOWN.
+ *
+ *   refresh triggers (start, fetch_interval, MOVED, lost nodes, degraded ticks)
+ *     ─► throttleRefresh ─► CLUSTER NODES of one node ─► SlotMap.apply (stale views refused)
+ *   request ─► slot ─► owner (or a replica for reads) ─► reply ─┬─► client
+ *                                                             └─► redirect ─► followRedirects ─► again
+ */
+export async function startCluster(initial: ClusterConfig, version: string, announceIp: string, logger: Logger): Promise<RunningCluster> {
+  const log = logger.child({ cluster: initial.name });
+  let cfg = initial;
+  const slots = new SlotMap();
+  const tickMs = Math.max(5, Math.min(100, Math.floor(cfg.readTimeout / 10)));
+  const ticks$ = interval(tickMs, immediateScheduler).pipe(share());
+  const pool = new BackendPool(poolSettings(cfg, false), ticks$, log);
+  const replicaPool = new BackendPool(poolSettings(cfg, true), ticks$, log);
+  const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0, requests: new RequestStats() };
+  const topo: TopologyStats = { fetched: 0, failed: 0, changes: 0, staleSlots: 0, redirects: { moved: 0, ask: 0, tryagain: 0, clusterdown: 0 } };
+  const slowlog = new Slowlog(cfg.slowlogLogSlowerThan, cfg.slowlogMaxLen);
+  const seeds = (): NodeAddr[] => cfg.servers.map((s) => addrOf(s.host, s.port));
+  const counted = <C extends { stats: unknown }>(conn: C, addr: string): C => {
+    conn.stats ??= stats.requests.backend(addr);
+    return conn;
+  };
+  const conn = (node: NodeAddr, proto: Proto) => counted(pool.get(node, proto), node.addr);
+
+  /** connections follow the map: the masters and the seeds (replicas too with read_from_slave) */
+  const syncPools = (): void => {
+    const wanted = new Map<string, NodeAddr>();
+    for (const n of [...slots.masters(), ...seeds()]) wanted.set(n.addr, n);
+    pool.sync([...wanted.values()], poolSettings(cfg, false));
+    const replicas = cfg.readFromSlave ? slots.masters().flatMap((m) => m.replicas) : [];
+    replicaPool.sync(replicas, poolSettings(cfg, true));
+    for (const n of wanted.values()) conn(n, 2);
+  };
+
+  // ---- topology ------------------------------------------------------------------------------
+  const refresh$ = new Subject<string>();
+  const refresh = (why: string): void => refresh$.next(why);
+  let fetches = 0;
+  let lastFetchError = '';
+
+  /** the nodes to ask, the ones with a live connection first, starting at a different one each time */
+  const candidates = (): NodeAddr[] => {
+    const all = new Map<string, NodeAddr>();
+    for (const n of [...slots.masters(), ...seeds()]) all.set(n.addr, n);
+    const list = [...all.values()];
+    const rank = (n: NodeAddr): number => ({ up: 0, connecting: 1, idle: 1, down: 2, closed: 3 })[pool.state(n.addr)] ?? 1;
+    const start = fetches++ % Math.max(1, list.length);
+    const rotated = [...list.slice(start), ...list.slice(0, start)];
+    return rotated.sort((a, b) => rank(a) - rank(b));
+  };
+
+  /** CLUSTER NODES of one node: its view, or nothing when it cannot answer */
+  const askNode = (node: NodeAddr): Observable<ClusterNodeInfo[]> =>
+    new Observable<ClusterNodeInfo[]>((sub) => {
+      conn(node, 2).send(
+        CLUSTER_NODES,
+        {
+          deliver: (_seq, frame) => {
+            if (sub.closed) return;
+            const text = bulkValue(frame);
+            if (text === null) {
+              lastFetchError = `${node.addr}: ${frame.toString('utf8', 1, Math.min(frame.length - 2, 200))}`;
+              sub.complete();
+              return;
+            }
+            try {
+              const view = parseClusterNodes(text.toString('utf8'));
+              // a node that never met another one does not know its own address
+              for (const n of view) {
+                if (n.myself && n.host === '') {
+                  n.host = node.host;
+                  n.addr = `${node.host}:${n.port}`;
+                }
+              }
+              sub.next(view);
+            } catch (err) {
+              lastFetchError = `${node.addr}: ${err instanceof Error ? err.message : String(err)}`;
+            }
+            sub.complete();
+          },
+        },
+        0,
+      );
+    });
+
+  const fetchView = (): Observable<ClusterNodeInfo[]> =>
+    defer(() => {
+      let got = false;
+      return from(candidates()).pipe(
+        concatMap(askNode),
+        take(1),
+        tap({
+          next: () => {
+            got = true;
+          },
+          complete: () => {
+            if (got) return;
+            topo.failed++;
+            if (topo.failed === 1 || topo.failed % 60 === 0) log.warn({ lastError: lastFetchError, failures: topo.failed }, 'no cluster node answered CLUSTER NODES; retrying');
+          },
+        }),
+      );
+    });
+
+  const applyView = (view: ClusterNodeInfo[]): void => {
+    topo.fetched++;
+    const before = slots.coveredSlots;
+    const r = slots.apply(view);
+    topo.staleSlots += r.stale;
+    if (r.stale > 0) log.debug({ stale: r.stale }, 'a node answered with an older view of some slots: kept the newer owners');
+    if (r.changed === 0) return;
+    topo.changes++;
+    syncPools();
+    log.info({ masters: slots.masters().map((m) => `${m.addr}(${m.replicas.length} replicas)`), slots: slots.coveredSlots, moved: r.changed }, before === 0 ? 'cluster slot map loaded' : 'cluster slot map changed');
+  };
+
+  const degraded = (): boolean => slots.coveredSlots < SLOTS || slots.masters().some((m) => pool.state(m.addr) === 'down');
+  let periodic = new Subscription();
+  const topology = new Subscription();
+  const startPeriodic = (): void => {
+    periodic.unsubscribe();
+    periodic = interval(cfg.fetchInterval).subscribe(() => refresh('fetch_interval'));
+  };
+  topology.add(
+    merge(of('start'), refresh$, interval(DEGRADED_REFRESH_MS).pipe(filter(degraded)))
+      .pipe(throttleRefresh({ minGapMs: REFRESH_GAP_MS, fetch: fetchView }))
+      .subscribe(applyView),
+  );
+  startPeriodic();
+
+  // ---- requests --------------------------------------------------------------------------------
+  const pickReplica = (owner: ClusterNode): NodeAddr | undefined => {
+    const n = owner.replicas.length;
+    for (let i = 0; i < n; i++) {
+      const r = owner.replicas[(owner.next + i) % n];
+      if (replicaPool.state(r.addr) !== 'down') {
+        owner.next = (owner.next + i + 1) % n;
+        return r;
+      }
+    }
+    return undefined;
+  };
+
+  /** sends `a` to `to` (an ASK target), else to its slot's owner or, for a read, one of its replicas */
+  const dispatch = (a: Attempt, to?: NodeAddr, asking = false, masterOnly = false): void => {
+    let node: NodeAddr | undefined = to;
+    if (node === undefined) {
+      const owner = slots.ownerOf(a.slot);
+      if (owner === undefined) {
+        refresh('uncovered slot');
+        a.target.deliver(a.seq, slots.coveredSlots === 0 ? NO_MAP : SLOT_NOT_SERVED);
+        return;
+      }
+      if (a.readOnly && !masterOnly && cfg.readFromSlave && owner.replicas.length > 0) {
+        const replica = pickReplica(owner);
+        if (replica !== undefined) {
+          a.node = replica;
+          a.onReplica = true;
+          counted(replicaPool.get(replica, a.proto), replica.addr).send(a.raw, a, a.seq);
+          return;
+        }
+      }
+      node = owner;
+    }
+    a.node = node;
+    a.onReplica = false;
+    const c = conn(node, a.proto);
+    if (c.state === 'down') refresh('node down'); // a dead master sends no MOVED
+    if (asking) c.send(ASKING, DISCARD, 0);
+    c.send(a.raw, a, a.seq);
+  };
+
+  const redirects$ = new Subject<Redirected<Attempt>>();
+  const onError = (a: Attempt, frame: Buffer): void => {
+    const r = parseRedirect(frame);
+    if (r === null) {
+      if (isConnectionError(frame)) {
+        refresh('node unreachable');
+        // a replica that went away: the master answers instead (once)
+        if (a.onReplica) {
+          dispatch(a, undefined, false, true);
+          return;
+        }
+      }
+      a.target.deliver(a.seq, frame);
+      return;
+    }
+    topo.redirects[r.kind]++;
+    redirects$.next({ attempt: a, redirect: r, frame, count: ++a.redirects });
+  };
+
+  topology.add(
+    redirects$
+      .pipe(
+        followRedirects<Attempt>({
+          maxRedirects: MAX_REDIRECTS,
+          tryAgainDelayMs: 25,
+          clusterDownDelayMs: 100,
+          tooMany: (r) => errorFrame(`ERR aster-proxy: too many cluster redirects for one command (last: ${r.frame.toString('utf8', 1, r.frame.length - 2)})`),
+        }),
+      )
+      .subscribe((step) => {
+        const a = step.attempt;
+        if (step.kind === 'give-up') {
+          a.target.deliver(a.seq, step.frame);
+          return;
+        }
+        const r = step.redirect;
+        switch (r.kind) {
+          case 'moved': {
+            const host = r.host === '' ? (a.node?.host ?? '') : r.host;
+            if (slots.moved(r.slot, host, r.port)) syncPools();
+            refresh('MOVED');
+            dispatch(a);
+            return;
+          }
+          case 'ask':
+            dispatch(a, addrOf(r.host === '' ? (a.node?.host ?? '') : r.host, r.port), true);
+            return;
+          case 'clusterdown':
+            refresh('CLUSTERDOWN');
+            dispatch(a);
+            return;
+          case 'tryagain':
+            dispatch(a);
+            return;
+        }
+      }),
+  );
+
+  syncPools();
+
+  // ---- clients ---------------------------------------------------------------------------------
+  const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
+    topology.unsubscribe();
+    periodic.unsubscribe();
+    pool.close();
+    replicaPool.close();
+    throw err;
+  });
+  const myId = createHash('sha1').update(`aster-proxy:${cfg.name}:${announceIp}:${listener.port}`).digest('hex');
+  const facts: ProxyFacts = {
+    version,
+    mode: 'cluster',
+    clusterName: cfg.name,
+    port: listener.port,
+    startedAt: Date.now(),
+    password: cfg.password,
+    slowlog,
+    cluster: { ip: announceIp, myId, ok: () => slots.coveredSlots === SLOTS },
+    infoSections: () => [
+      ...front.infoSections(),
+      [
+        'Proxy',
+        [
+          ['cluster', cfg.name],
+          ['cache_type', cfg.cacheType],
+          ['read_from_slave', cfg.readFromSlave ? 1 : 0],
+          ['slowlog_log_slower_than', slowlog.thresholdUs],
+          ['slowlog_max_len', slowlog.maxLen],
+          ['slots_covered', slots.coveredSlots],
+          ['topology_fetches', topo.fetched],
+          ['topology_fetch_failures', topo.failed],
+          ['topology_changes', topo.changes],
+          ['topology_stale_slots', topo.staleSlots],
+          ['redirects_moved', topo.redirects.moved],
+          ['redirects_ask', topo.redirects.ask],
+          ['redirects_tryagain', topo.redirects.tryagain],
+          ['redirects_clusterdown', topo.redirects.clusterdown],
+          ['masters', slots.masters().length],
+          ...slots.masters().map((m, i): [string, string] => [
+            `master${i}`,
+            `id=${m.id},addr=${m.addr},state=${pool.state(m.addr)},inflight=${pool.inFlight(m.addr)},replicas=${m.replicas.map((r) => r.addr).join('|')}`,
+          ]),
+        ],
+      ],
+    ],
+  };
+
+  const up: Upstream = {
+    denied: new Set(cfg.denyCommands),
+    facts,
+    limits: cfg.limits,
+    logger: log,
+    stats,
+    slowlog,
+    backendFor: keySlot,
+    nodeCount: () => slots.masters().length,
+    sendToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) {
+      const node = slots.masters()[i];
+      if (node === undefined) target.deliver(seq, NO_MAP);
+      else conn(node, proto).send(raw, target, seq);
+    },
+    send(slot: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, readOnly: boolean) {
+      dispatch(new Attempt(slot, proto, raw, target, seq, readOnly, onError));
+    },
+  };
+  const front = serveClients(listener, up, stats, () => cfg, log);
+
+  return {
+    name: cfg.name,
+    listener,
+    stats,
+    config: () => cfg,
+    backends: () => slots.masters().map((m) => ({ label: m.addr, state: pool.state(m.addr) })),
+    health: () => [],
+    reconfigure(next: ClusterConfig) {
+      const intervalChanged = next.fetchInterval !== cfg.fetchInterval;
+      cfg = next;
+      syncPools();
+      if (intervalChanged) startPeriodic();
+      slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
+      facts.password = next.password;
+      up.limits = next.limits;
+      up.denied = new Set(next.denyCommands);
+      refresh('reload');
+    },
+    drain: (deadlineMs: number) => front.drain(deadlineMs),
+    async close() {
+      await front.close();
+      topology.unsubscribe();
+      periodic.unsubscribe();
+      pool.close();
+      replicaPool.close();
+    },
+  };
+}
