@@ -65,7 +65,9 @@ export const DEFAULTS = {
   slowlogMaxLen: 128,
   maxClients: 10000,
   /** commands that change or stop a whole server, or hold a connection for ever: denied unless the config says otherwise */
-  denyCommands: ['acl', 'bgrewriteaof', 'bgsave', 'config', 'debug', 'failover', 'module', 'monitor', 'psync', 'replicaof', 'save', 'shutdown', 'slaveof', 'sync'],
+  denyCommands: ['acl', 'bgrewriteaof', 'bgsave', 'config|rewrite', 'debug', 'failover', 'module', 'monitor', 'psync', 'replicaof', 'save', 'shutdown', 'slaveof', 'sync'],
+  /** FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH, CONFIG GET/SET/RESETSTAT over every node */
+  adminCommands: false,
   limits: {
     maxBulkBytes: 512 * 1024 * 1024,
     maxHeaderBytes: 64 * 1024,
@@ -95,6 +97,7 @@ const CLUSTER_KEYS = [
   'slowlog_max_len',
   'maxclients',
   'deny_commands',
+  'admin_commands',
   'backup_request',
   'password',
   'backend_password',
@@ -619,6 +622,7 @@ function parseCluster(
     writeTimeout: readInt(scope, t, 'write_timeout', TIMER_MS, DEFAULTS.writeTimeout),
     fetchInterval: readInt(scope, t, 'fetch_interval', TIMER_MS, DEFAULTS.fetchInterval),
     readFromSlave: readBool(scope, t, 'read_from_slave', DEFAULTS.readFromSlave),
+    adminCommands: readBool(scope, t, 'admin_commands', DEFAULTS.adminCommands),
     pingFailLimit: readInt(scope, t, 'ping_fail_limit', { min: 0 }, DEFAULTS.pingFailLimit),
     pingInterval: readInt(scope, t, 'ping_interval', TIMER_MS, DEFAULTS.pingInterval),
     pingSuccInterval: readInt(scope, t, 'ping_succ_interval', TIMER_MS, DEFAULTS.pingSuccInterval),

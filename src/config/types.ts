@@ -68,6 +68,8 @@ export interface ClusterConfig {
   maxClients: number;
   /** commands (lower case, `name` or `name|subcommand`) answered with an error naming the policy */
   denyCommands: string[];
+  /** FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH, CONFIG GET/SET/RESETSTAT run over every node (else an error naming this setting) */
+  adminCommands: boolean;
   password?: string;
   backendPassword?: string;
   limits: LimitsConfig;

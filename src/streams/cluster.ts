@@ -369,6 +369,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
 
   const up: Upstream = {
     denied: new Set(cfg.denyCommands),
+    adminCommands: cfg.adminCommands,
     facts,
     limits: cfg.limits,
     logger: log,
@@ -403,6 +404,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       facts.password = next.password;
       up.limits = next.limits;
       up.denied = new Set(next.denyCommands);
+      up.adminCommands = next.adminCommands;
       refresh('reload');
     },
     drain: (deadlineMs: number) => front.drain(deadlineMs),

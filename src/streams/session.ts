@@ -13,6 +13,7 @@ import { toSocket } from '../sinks/socket-writer.js';
 import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
+import { broadcastCommands, planBroadcast } from '../commands/broadcast.js';
 import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
 import type { Slowlog } from './slowlog.js';
 
@@ -41,6 +42,8 @@ export interface Upstream {
   slowlog: Slowlog;
   /** commands denied by policy: `name` or `name|subcommand`, lower case */
   denied: ReadonlySet<string>;
+  /** FLUSHALL, CONFIG SET and the other admin broadcasts may run */
+  adminCommands: boolean;
 }
 
 export interface SessionStats {
@@ -210,6 +213,17 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (isPubSub(spec) || isTransaction(spec) || isBlocking(spec, args)) {
       rs.errors[FrontError.unsupported]++;
       return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub, blocking commands and transactions come in a later version)`);
+    }
+    const bc = broadcastCommands.get(spec.name);
+    if (bc !== undefined) {
+      if (bc.admin && !up.adminCommands) {
+        rs.errors[FrontError.denied]++;
+        return errorFrame(`ERR command '${spec.name}' runs on every server and needs admin_commands = true in this proxy's config`);
+      }
+      const plan = planBroadcast(bc.kind, args, up.nodeCount(), (frame) => target.deliver(s, frame));
+      if (Buffer.isBuffer(plan)) return plan;
+      for (let i = 0; i < plan.sends.length; i++) up.sendToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i);
+      return null;
     }
     const keys = keyIndexes(spec, args);
     if (keys.length === 0) {

@@ -89,6 +89,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   };
   const up: Upstream = {
     denied: new Set(cfg.denyCommands),
+    adminCommands: cfg.adminCommands,
     facts,
     limits: cfg.limits,
     logger: log,
@@ -136,6 +137,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       facts.password = next.password;
       up.limits = next.limits;
       up.denied = new Set(next.denyCommands);
+      up.adminCommands = next.adminCommands;
     },
     drain: (deadlineMs: number) => front.drain(deadlineMs),
     async close() {
