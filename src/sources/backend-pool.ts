@@ -85,12 +85,20 @@ export class BackendPool {
     for (const s of servers) this.get(s, 2);
   }
 
+  /**
+   * A connection of its own for one client (a transaction): made with the pool's settings, never
+   * reconnected, not kept by the pool. Whoever asked for it closes it.
+   */
+  dedicated(server: PoolServer, proto: Proto): BackendConnection {
+    return this.open(server, proto, true);
+  }
+
   close(): void {
     for (const entry of this.conns.values()) for (const c of entry.byProto) c?.close();
     this.conns.clear();
   }
 
-  private open(server: PoolServer, proto: Proto): BackendConnection {
+  private open(server: PoolServer, proto: Proto, oneShot = false): BackendConnection {
     const st = this.settings;
     return new BackendConnection({
       host: server.host,
@@ -102,6 +110,7 @@ export class BackendPool {
       proto,
       password: st.password,
       readOnly: st.readOnly,
+      oneShot,
       limits: st.limits,
       ticks$: this.ticks$,
       scheduler: immediateScheduler,

@@ -77,6 +77,11 @@ export interface BackendOptions {
   /** first reconnect delay and cap, ms */
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /**
+   * a connection that belongs to one client (a transaction, WATCH): never reconnected, since a
+   * new connection would not carry its state; once lost, every request fails at once
+   */
+  oneShot?: boolean;
   /** called for each `-LOADING`, `-BUSY` or `-OOM` reply (which still goes to its client as it is) */
   onBackendError?(kind: BackendErrorKind): void;
 }
@@ -267,6 +272,10 @@ export class BackendConnection {
     }
     if (stats !== null && failed > 0) stats.failed(cause === 'timeout' ? 'timeout' : 'closed', failed);
     this._state = 'down';
+    if (this.opts.oneShot === true && reconnect) {
+      this.close();
+      return;
+    }
     if (!reconnect || this.draining) {
       if (this.draining && reconnect) this.close(); // (close() itself calls fail(.., false): no loop)
       return;

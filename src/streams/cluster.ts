@@ -382,6 +382,17 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       if (node === undefined) target.deliver(seq, NO_MAP);
       else conn(node, proto).send(raw, target, seq);
     },
+    dedicated(slot: number, proto: Proto) {
+      const owner = slots.ownerOf(slot);
+      if (owner === undefined) {
+        refresh('uncovered slot');
+        return slots.coveredSlots === 0 ? NO_MAP : SLOT_NOT_SERVED;
+      }
+      const c = pool.dedicated(owner, proto);
+      c.stats = stats.requests.backend(owner.addr);
+      return c;
+    },
+    onRedirect: () => refresh('MOVED in a transaction'),
     send(slot: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, readOnly: boolean) {
       dispatch(new Attempt(slot, proto, raw, target, seq, readOnly, onError));
     },

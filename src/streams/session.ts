@@ -10,15 +10,16 @@ import { fromSocket } from '../sources/socket.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { toSocket } from '../sinks/socket-writer.js';
-import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, isTransaction, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
+import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
 import { broadcastCommands, planBroadcast } from '../commands/broadcast.js';
 import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
 import type { Slowlog } from './slowlog.js';
+import { Transaction, type TxUpstream } from './transaction.js';
 
 /** What a client session needs from the cluster it connected to. */
-export interface Upstream {
+export interface Upstream extends TxUpstream {
   facts: ProxyFacts;
   limits: RequestLimits;
   logger: Logger;
@@ -93,6 +94,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       if (!gone) slots$.next({ seq: s, value: frame });
     },
   };
+  const tx = new Transaction(up, () => client.proto, target);
 
   up.stats.connectedClients++;
   up.stats.totalConnections++;
@@ -191,14 +193,17 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
         return client.authed ? answerLocal('client', args, client, up.facts) : noAuth();
       }
       rs.errors[spec === undefined ? FrontError.unknown_command : FrontError.wrong_arity]++;
+      tx.refused();
       return errorFrame(commandError(args) ?? 'ERR unknown command');
     }
     const name = topName(spec);
     if (!client.authed && !allowedBeforeAuth(name)) return noAuth();
     if (up.denied.size > 0 && (up.denied.has(name) || (spec.parent !== undefined && up.denied.has(spec.name)))) {
       rs.errors[FrontError.denied]++;
+      tx.refused();
       return errorFrame(`ERR command '${spec.name}' is denied by this proxy's policy (deny_commands)`);
     }
+    if (name !== 'quit' && tx.wants(spec)) return tx.handle(spec, name, args, req.raw, s);
     if (isLocal(name)) {
       const nodes = up.nodeCount();
       if (name === 'info' && infoWantsKeyspace(args) && nodes > 0) {
@@ -210,9 +215,9 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       }
       return answerLocal(name, args, client, up.facts);
     }
-    if (isPubSub(spec) || isTransaction(spec) || isBlocking(spec, args)) {
+    if (isPubSub(spec) || isBlocking(spec, args)) {
       rs.errors[FrontError.unsupported]++;
-      return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub, blocking commands and transactions come in a later version)`);
+      return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub and blocking commands come in a later version)`);
     }
     const bc = broadcastCommands.get(spec.name);
     if (bc !== undefined) {
@@ -279,6 +284,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     });
   session.add(input);
   session.add(() => {
+    tx.close();
     if (!socket.destroyed) socket.destroy();
   });
   return { subscription: session, end };

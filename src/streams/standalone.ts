@@ -98,6 +98,13 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     backendFor: (key: Buffer) => shards.backendFor(key),
     nodeCount: () => shards.servers.length,
     sendToNode: (i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) => up.send(i, proto, raw, target, seq, false),
+    dedicated(backend: number, proto: Proto) {
+      if (backend < 0) return EJECTED;
+      const srv = shards.servers[backend];
+      const conn = pool.dedicated(srv, proto);
+      conn.stats = backendStats(srv);
+      return conn;
+    },
     send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) {
       if (backend < 0) {
         stats.requests.errors[FrontError.ejected]++;
