@@ -41,6 +41,8 @@ export interface Proc {
 export interface RedisProc extends Proc {
   /** the temp dir redis runs in (its `dir`) */
   readonly dir: string;
+  /** false once the process has exited (killed, stopped, crashed); true again after restart() */
+  readonly alive: boolean;
   /** stop it if running, then start it again on the same port with the same arguments */
   restart(): Promise<void>;
 }
@@ -333,6 +335,10 @@ class RedisServer implements RedisProc {
 
   get dir(): string {
     return this.dirPath ?? '';
+  }
+
+  get alive(): boolean {
+    return this.child.alive;
   }
 
   async start(): Promise<void> {
