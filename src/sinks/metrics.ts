@@ -27,6 +27,15 @@ export interface ClusterView {
   backends: Array<{ label: string; state: string }>;
   /** health checks (RunningCluster.health): in service or ejected, and how often each changed */
   health?: Array<{ backend: string; live: boolean; ejections: number; returns: number }>;
+  /** cluster mode: slot-map fetches and redirects followed */
+  topology?: {
+    fetched: number;
+    failed: number;
+    changes: number;
+    staleSlots: number;
+    slotsCovered: number;
+    redirects: Record<'moved' | 'ask' | 'tryagain' | 'clusterdown', number>;
+  };
 }
 
 export interface MetricsServer {
@@ -104,6 +113,31 @@ export function buildRegistry(view: MetricsView): Registry {
     view.clusters().flatMap((c) => (c.health ?? []).map((h): [Labels, number] => [{ cluster: c.name, backend: h.backend }, read(h)]));
   mirrorCounter(registry, 'aster_backend_ejections_total', 'times health checks took a backend out of service (summed over workers)', ['cluster', 'backend'], perBackend((h) => h.ejections));
   mirrorCounter(registry, 'aster_backend_returns_total', 'times health checks brought a backend back into service (summed over workers)', ['cluster', 'backend'], perBackend((h) => h.returns));
+  const topologies = () => view.clusters().flatMap((c) => (c.topology === undefined ? [] : [{ cluster: c.name, t: c.topology }]));
+  mirrorCounter(registry, 'aster_cluster_topology_fetches_total', 'CLUSTER NODES fetches by result: ok (a node answered), failed (no node did)', ['cluster', 'result'], () =>
+    topologies().flatMap(({ cluster, t }): Array<[Labels, number]> => [
+      [{ cluster, result: 'ok' }, t.fetched],
+      [{ cluster, result: 'failed' }, t.failed],
+    ]),
+  );
+  mirrorCounter(registry, 'aster_cluster_topology_changes_total', 'fetched views that changed the slot map', ['cluster'], () => topologies().map(({ cluster, t }): [Labels, number] => [{ cluster }, t.changes]));
+  mirrorCounter(registry, 'aster_cluster_stale_slots_total', 'slots a fetched view gave to an owner older (by config epoch) than the one the map has: refused', ['cluster'], () =>
+    topologies().map(({ cluster, t }): [Labels, number] => [{ cluster }, t.staleSlots]),
+  );
+  mirrorCounter(registry, 'aster_redirect_total', 'cluster redirects followed by kind: moved, ask, tryagain, clusterdown', ['cluster', 'kind'], () =>
+    topologies().flatMap(({ cluster, t }) => Object.entries(t.redirects).map(([kind, n]): [Labels, number] => [{ cluster, kind }, n])),
+  );
+  new Gauge({
+    name: 'aster_cluster_slots_covered',
+    help: 'slots with a known owner in the proxy\'s slot map (16384 when complete); with workers, the least of them',
+    labelNames: ['cluster'],
+    aggregator: 'min',
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { cluster, t } of topologies()) this.set({ cluster }, t.slotsCovered);
+    },
+  });
   // every worker reloads on its own: the largest count, so that one reload counts once
   const reloads = view.reloads;
   mirrorCounter(registry, 'aster_reloads_total', 'config reloads by result: ok (applied), failed (refused or failed; the old config keeps serving)', ['result'], () => {

@@ -406,6 +406,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     config: () => cfg,
     backends: () => slots.masters().map((m) => ({ label: m.addr, state: pool.state(m.addr) })),
     health: () => [],
+    topology: () => ({ ...topo, slotsCovered: slots.coveredSlots }),
     reconfigure(next: ClusterConfig) {
       const intervalChanged = next.fetchInterval !== cfg.fetchInterval;
       cfg = next;

@@ -58,7 +58,7 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
       metrics = await (opts.exposeMetrics ?? ((view: MetricsView) => serveMetrics('0.0.0.0', opts.metricsPort, view)))({
         version: VERSION,
         threads: 1,
-        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends(), health: r.health() })),
+        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends(), health: r.health(), topology: r.topology?.() })),
         ready: () => wanted.clusters.every((c) => running.some((r) => r.name === c.name)),
         // read at scrape time, once `reloading` (below) exists
         reloads: () => reloading?.status() ?? { ok: 0, failed: 0 },

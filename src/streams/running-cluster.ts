@@ -2,6 +2,7 @@ import type { ClusterConfig } from '../config/types.js';
 import type { Listener } from '../sources/socket.js';
 import type { BackendHealth } from './health.js';
 import type { SessionStats } from './session.js';
+import type { ClusterView } from '../sinks/metrics.js';
 
 /** One cluster of the config, running: its listener, its sessions and its backends. */
 export interface RunningCluster {
@@ -14,6 +15,8 @@ export interface RunningCluster {
   backends(): Array<{ label: string; state: string }>;
   /** health checks: each backend in service or not, and how often it was ejected and came back (none in cluster mode) */
   health(): BackendHealth[];
+  /** cluster mode: slot-map fetches, redirects followed, slots covered */
+  topology?(): NonNullable<ClusterView['topology']>;
   /**
    * Applies a new config of this cluster (same name, listen address and cache type) without
    * dropping client connections: servers added, removed or reweighted, timeouts, passwords,
