@@ -232,6 +232,11 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     }
     const keys = keyIndexes(spec, args);
     if (keys.length === 0) {
+      // a script or function that declares no key runs on one fixed node (the empty key's)
+      if (SCRIPTS.has(name)) {
+        up.send(up.backendFor(NO_KEY), client.proto, req.raw, target, s, isReadOnly(spec));
+        return null;
+      }
       rs.errors[FrontError.unsupported]++;
       return errorFrame(`ERR command '${spec.name}' has no key to route by and is not supported by aster-proxy in this mode`);
     }
@@ -291,6 +296,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
+const NO_KEY = Buffer.alloc(0);
 const CROSSSLOT_CLUSTER = errorFrame("CROSSSLOT Keys in request don't hash to the same slot");
 const INFO_KEYSPACE = encodeCommand(['INFO', 'keyspace']);
 const CLIENT = Buffer.from('client');

@@ -64,6 +64,10 @@ function sharedChecks(name: string, proxyPort: () => number, dataNodes: () => Ar
       for (const n of dataNodes()) assert.deepEqual(await n.call('SCRIPT', 'EXISTS', sha), [1]);
       assert.deepEqual(await r.call('SCRIPT', 'EXISTS', sha, 'f'.repeat(40)), [1, 0]);
       assert.equal(await r.call('EVAL', "return redis.call('GET', KEYS[1])", '1', 'ev:3'), '3');
+      // a script that declares no key runs on one node
+      assert.equal(await r.call('EVAL', 'return ARGV[1]', '0', 'hello'), 'hello');
+      const noKeys = String(await r.call('SCRIPT', 'LOAD', 'return 42'));
+      assert.equal(await r.call('EVALSHA', noKeys, '0'), 42);
       assert.equal(await r.call('SCRIPT', 'FLUSH'), 'OK');
       assert.deepEqual(await r.call('SCRIPT', 'EXISTS', sha), [0]);
       await assert.rejects(r.call('EVALSHA', sha, '1', 'ev:1', 'x'), /NOSCRIPT/);
