@@ -91,6 +91,7 @@ describe('parseConfig: values and defaults', () => {
       slowlogMaxLen: 128,
       maxClients: 10000,
       denyCommands: [...DEFAULTS.denyCommands],
+      adminCommands: false,
       limits: { maxBulkBytes: 512 * 1024 * 1024, maxHeaderBytes: 65536, maxArgs: 1048576, maxReplyDepth: 512 },
     });
     assert.equal('hashTag' in c, false);
