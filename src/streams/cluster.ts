@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
-import { concatMap, defer, filter, from, interval, merge, Observable, of, share, Subject, Subscription, take, tap } from 'rxjs';
+import { asyncScheduler, concatMap, defer, from, interval, Observable, share, Subject, Subscription, take, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClusterConfig } from '../config/types.js';
 import { followRedirects, type Redirected } from '../operators/follow-redirects.js';
-import { throttleRefresh } from '../operators/throttle-refresh.js';
+import { refreshTopology } from '../operators/refresh-topology.js';
 import { errorFrame, type Proto } from '../protocol/encode.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import { bulkValue } from '../protocol/reply-decoder.js';
@@ -205,18 +205,15 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   };
 
   const degraded = (): boolean => slots.coveredSlots < SLOTS || slots.masters().some((m) => pool.state(m.addr) === 'down');
-  let periodic = new Subscription();
-  const topology = new Subscription();
-  const startPeriodic = (): void => {
-    periodic.unsubscribe();
-    periodic = interval(cfg.fetchInterval).subscribe(() => refresh('fetch_interval'));
+  let topology = new Subscription();
+  /** (re)starts the topology stream: at start, and when a reload changes fetch_interval */
+  const startTopology = (): void => {
+    topology.unsubscribe();
+    topology = refresh$
+      .pipe(refreshTopology({ fetch: fetchView, minGapMs: REFRESH_GAP_MS, periodMs: cfg.fetchInterval, degradedEveryMs: DEGRADED_REFRESH_MS, degraded, scheduler: asyncScheduler }))
+      .subscribe(applyView);
   };
-  topology.add(
-    merge(of('start'), refresh$, interval(DEGRADED_REFRESH_MS).pipe(filter(degraded)))
-      .pipe(throttleRefresh({ minGapMs: REFRESH_GAP_MS, fetch: fetchView }))
-      .subscribe(applyView),
-  );
-  startPeriodic();
+  startTopology();
 
   // ---- requests --------------------------------------------------------------------------------
   const pickReplica = (owner: ClusterNode): NodeAddr | undefined => {
@@ -279,8 +276,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     redirects$.next({ attempt: a, redirect: r, frame, count: ++a.redirects });
   };
 
-  topology.add(
-    redirects$
+  const redirecting = redirects$
       .pipe(
         followRedirects<Attempt>({
           maxRedirects: MAX_REDIRECTS,
@@ -315,15 +311,14 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
             dispatch(a);
             return;
         }
-      }),
-  );
+      });
 
   syncPools();
 
   // ---- clients ---------------------------------------------------------------------------------
   const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
     topology.unsubscribe();
-    periodic.unsubscribe();
+    redirecting.unsubscribe();
     pool.close();
     replicaPool.close();
     throw err;
@@ -411,7 +406,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       const intervalChanged = next.fetchInterval !== cfg.fetchInterval;
       cfg = next;
       syncPools();
-      if (intervalChanged) startPeriodic();
+      if (intervalChanged) startTopology();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       facts.password = next.password;
       up.limits = next.limits;
@@ -423,7 +418,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     async close() {
       await front.close();
       topology.unsubscribe();
-      periodic.unsubscribe();
+      redirecting.unsubscribe();
       pool.close();
       replicaPool.close();
     },
