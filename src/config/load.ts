@@ -100,7 +100,11 @@ const CLUSTER_KEYS = [
   'admin_commands',
   'backup_request',
   'password',
+  'password_env',
+  'password_file',
   'backend_password',
+  'backend_password_env',
+  'backend_password_file',
   'limits',
 ] as const;
 const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier'] as const;
@@ -495,10 +499,51 @@ function parseEjectMode(scope: Scope, v: unknown): 'remap' | 'fail_fast' {
   return DEFAULTS.ejectMode;
 }
 
-function parsePassword(scope: Scope, t: Table, key: string): string | undefined {
-  const v = readOptString(scope, t, key, 'a string');
+/** Where secrets that are not written in the file come from. */
+export interface SecretSources {
+  env: NodeJS.ProcessEnv;
+  /** reads a file named by a `*_file` key (relative to the config file); throws with the reason */
+  readFile?: (path: string) => string;
+}
+
+/**
+ * A password from `key` (written in the file), `key_env` (an environment variable) or
+ * `key_file` (a file's content, one trailing newline dropped): at most one of them.
+ */
+function parsePassword(scope: Scope, t: Table, key: string, secrets: SecretSources): string | undefined {
+  const given = [key, `${key}_env`, `${key}_file`].filter((k) => t[k] !== undefined);
+  if (given.length > 1) {
+    scope.error(given[1], `give the password one way only: ${given.join(' and ')} are both set`);
+    return undefined;
+  }
+  let v: string | undefined;
+  const from = given[0];
+  if (from === key) {
+    v = readOptString(scope, t, key, 'a string');
+  } else if (from === `${key}_env`) {
+    const name = readOptString(scope, t, from, 'the name of an environment variable');
+    if (name === undefined) return undefined;
+    v = secrets.env[name];
+    if (v === undefined) {
+      scope.error(from, `the environment variable ${JSON.stringify(name)} is not set`);
+      return undefined;
+    }
+  } else if (from === `${key}_file`) {
+    const path = readOptString(scope, t, from, 'a file path');
+    if (path === undefined) return undefined;
+    if (secrets.readFile === undefined) {
+      scope.error(from, 'files cannot be read here (the config was not loaded from a file)');
+      return undefined;
+    }
+    try {
+      v = secrets.readFile(path).replace(/\r?\n$/, '');
+    } catch (err) {
+      scope.error(from, `cannot read ${JSON.stringify(path)}: ${err instanceof Error ? err.message : String(err)}`);
+      return undefined;
+    }
+  }
   if (v === '') {
-    scope.error(key, 'expected a non-empty string (leave the key out for no password)');
+    scope.error(from ?? key, from === key ? 'expected a non-empty string (leave the key out for no password)' : 'the password is empty');
     return undefined;
   }
   return v;
@@ -573,6 +618,7 @@ function parseCluster(
   index: number,
   label: string,
   defThread: () => number,
+  secrets: SecretSources,
 ): ClusterConfig | undefined {
   const scope = new Scope(report, label);
   if (!isTable(raw)) {
@@ -641,8 +687,8 @@ function parseCluster(
     denyCommands: parseDenyCommands(scope, t['deny_commands']),
     limits: parseLimits(scope, t['limits']),
   };
-  const password = parsePassword(scope, t, 'password');
-  const backendPassword = parsePassword(scope, t, 'backend_password');
+  const password = parsePassword(scope, t, 'password', secrets);
+  const backendPassword = parsePassword(scope, t, 'backend_password', secrets);
   if (password !== undefined) cluster.password = password;
   if (backendPassword !== undefined) cluster.backendPassword = backendPassword;
   return cluster;
@@ -688,7 +734,7 @@ function syntaxProblem(file: string, text: string, err: unknown): string {
  * Parses and validates config text. `file` names the source in messages. Throws `ConfigError`
  * listing every problem; returns the config and the warnings otherwise.
  */
-export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): LoadResult {
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env, readFile?: (path: string) => string): LoadResult {
   const report = new Report(file);
   let doc: unknown;
   try {
@@ -724,7 +770,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
     }
     raw.forEach((c, i) => {
       const dup = isTable(c) && (nameCount.get(c['name']) ?? 0) > 1;
-      const cluster = parseCluster(report, c, i, clusterLabel(c, i, dup), defThread);
+      const cluster = parseCluster(report, c, i, clusterLabel(c, i, dup), defThread, { env, readFile });
       if (cluster) labels.set(cluster, clusterLabel(c, i, dup));
       if (cluster) clusters.push(cluster);
     });

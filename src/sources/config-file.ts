@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ConfigError, parseConfig, type LoadResult } from '../config/load.js';
 
 /** Reads and validates a config file; a missing or unreadable file is a `ConfigError` naming it. */
@@ -18,5 +19,6 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
             : (e.message ?? String(err));
     throw new ConfigError([`${file}: cannot read the config file: ${why}`]);
   }
-  return parseConfig(text, file, env);
+  // `password_file` and the like are read relative to the config file
+  return parseConfig(text, file, env, (path) => readFileSync(resolve(dirname(file), path), 'utf8'));
 }
