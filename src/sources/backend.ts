@@ -105,6 +105,8 @@ export class BackendConnection {
   private connectTimer: Subscription | null = null;
   private attempts = 0;
   private lastError = 'not connected yet';
+  /** the reason last logged (an AUTH refusal is logged once, not at each retry) */
+  private lastLogged = '';
   private _state: BackendState = 'connecting';
   /** replaced (reload): finish what is in flight, then close, without reconnecting */
   private draining = false;
@@ -172,9 +174,22 @@ export class BackendConnection {
   private setupCheck(what: string): ReplyTarget {
     return {
       deliver: (_seq, frame) => {
-        if (frame[0] === 0x2d /* - */) {
-          this.opts.logger.error({ backend: this.opts.label, reply: frame.toString('utf8', 1, Math.min(frame.length - 2, 200)) }, `backend rejected ${what}`);
+        if (frame[0] !== 0x2d /* - */) {
+          if (what === 'AUTH') {
+            this.attempts = 0; // usable: the next loss reconnects at once
+            if (this.lastLogged !== '') this.opts.logger.info({ backend: this.opts.label }, 'backend accepts the proxy\'s AUTH again');
+            this.lastLogged = '';
+          }
+          return;
         }
+        const reply = frame.toString('utf8', 1, Math.min(frame.length - 2, 200));
+        if (what === 'AUTH') {
+          // a wrong backend_password: every request would get the backend's NOAUTH. Say why
+          // instead, and try again only after a backoff (the password may be fixed by a reload)
+          this.fail(`the backend rejected the proxy's AUTH (check backend_password): ${reply}`, true, 'auth');
+          return;
+        }
+        this.opts.logger.error({ backend: this.opts.label, reply }, `backend rejected ${what}`);
       },
     };
   }
@@ -230,8 +245,9 @@ export class BackendConnection {
       this.connectTimer?.unsubscribe();
       this._state = 'up';
       this.out$ = out$;
-      if (this.attempts > 0) opts.logger.info({ backend: opts.label }, 'backend reconnected');
-      this.attempts = 0;
+      if (this.attempts > 0 && this.lastLogged === '') opts.logger.info({ backend: opts.label }, 'backend reconnected');
+      // with a password, the connection is usable only once AUTH succeeds (setupCheck)
+      if (opts.password === undefined) this.attempts = 0;
     });
     // connection setup goes first on the wire; a failure is logged and the client requests
     // then get the backend's own error (NOAUTH...), never a reply meant for another request
@@ -251,7 +267,8 @@ export class BackendConnection {
    */
   private fail(reason: string, reconnect: boolean, cause?: BackendErrorCause): void {
     if (this._state === 'closed') return;
-    const wasUp = this._state === 'up';
+    // a connection the backend refused to authenticate was never usable: back off as for a refused one
+    const wasUp = this._state === 'up' && cause !== 'auth';
     const stats = this.stats;
     if (stats !== null && cause !== undefined) stats.error(cause === 'closed' && !wasUp ? 'connect' : cause);
     this.conn.unsubscribe();
@@ -260,7 +277,11 @@ export class BackendConnection {
     this.out$ = null;
     this.lastError = reason;
     // one line when a backend goes away, not one per reconnect attempt while it stays away
-    if (reconnect && (wasUp || this.attempts === 0)) {
+    if (cause === 'auth') {
+      if (reason !== this.lastLogged) this.opts.logger.error({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend refused the proxy: its requests fail fast until it accepts the password');
+      this.lastLogged = reason;
+    } else if (reconnect && (wasUp || this.attempts === 0)) {
+      this.lastLogged = '';
       this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection lost; its requests fail fast until it is back');
     }
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);

@@ -67,7 +67,7 @@ export type BackendResult = (typeof BACKEND_RESULTS)[number];
 export const BackendResultIndex: Readonly<Record<BackendResult, number>> = Object.fromEntries(BACKEND_RESULTS.map((k, i) => [k, i])) as Record<BackendResult, number>;
 
 /** why a backend connection was closed */
-export const BACKEND_ERROR_KINDS = ['connect', 'timeout', 'closed', 'protocol'] as const;
+export const BACKEND_ERROR_KINDS = ['connect', 'timeout', 'closed', 'protocol', 'auth'] as const;
 export type BackendErrorCause = (typeof BACKEND_ERROR_KINDS)[number];
 
 /** The counters of one backend (by label) of one cluster; shared by its RESP2 and RESP3 connections. */
