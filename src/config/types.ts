@@ -59,6 +59,8 @@ export interface ClusterConfig {
   ejectMode: 'remap' | 'fail_fast';
   /** seconds of TCP keepalive on backend and client sockets; 0 = off */
   tcpKeepalive: number;
+  /** seconds a client may stay idle (no request, nothing in flight) before it is closed; 0 = never */
+  idleTimeout: number;
   backupRequest: BackupRequestConfig;
   /** SLOWLOG keeps requests at least this slow (arrival to reply), µs; -1 keeps none (Redis: 10000) */
   slowlogLogSlowerThan: number;

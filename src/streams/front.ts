@@ -1,4 +1,6 @@
+import { interval } from 'rxjs';
 import type { Logger } from 'pino';
+import { immediateScheduler } from '../sources/scheduler.js';
 import type { ClusterConfig } from '../config/types.js';
 import { errorFrame } from '../protocol/encode.js';
 import type { Listener } from '../sources/socket.js';
@@ -53,6 +55,21 @@ export function serveClients(listener: Listener, up: Upstream, stats: SessionSta
     }
   });
 
+  // idle_timeout: once a second, clients idle longer than it are closed (as Redis's `timeout`;
+  // one that waits for replies is not idle). One ticker for the listener, nothing per request.
+  let idleClosed = 0;
+  const sweeping = interval(1000).subscribe(() => {
+    const limitMs = cfg().idleTimeout * 1000;
+    if (limitMs <= 0) return;
+    const now = immediateScheduler.now();
+    for (const session of [...sessions]) {
+      if (session.idleMs(now) > limitMs) {
+        idleClosed++;
+        session.subscription.unsubscribe();
+      }
+    }
+  });
+
   // INFO's instantaneous_ops_per_sec: commands per second since the previous sample, a sample
   // being taken by an INFO at least a second after the one before (no timer for it)
   let opsAt = Date.now();
@@ -87,6 +104,7 @@ export function serveClients(listener: Listener, up: Upstream, stats: SessionSta
           ['total_commands_processed', stats.totalCommands],
           ['instantaneous_ops_per_sec', opsPerSec()],
           ['rejected_connections', rejected],
+          ['idle_timeout_closed', idleClosed],
           ['total_error_replies', stats.requests.failed],
           ['protocol_errors', stats.protocolErrors],
         ],
@@ -94,6 +112,7 @@ export function serveClients(listener: Listener, up: Upstream, stats: SessionSta
     ],
     async drain(deadlineMs: number) {
       accepting.unsubscribe();
+      sweeping.unsubscribe();
       // stop listening now; `close` destroys what is still open at the deadline
       void listener.close().catch(() => undefined);
       for (const session of [...sessions]) session.end();
@@ -108,6 +127,7 @@ export function serveClients(listener: Listener, up: Upstream, stats: SessionSta
     },
     async close() {
       accepting.unsubscribe();
+      sweeping.unsubscribe();
       // server.close() resolves only once every connection has ended: end them first
       const closing = listener.close().catch(() => undefined);
       for (const session of [...sessions]) session.subscription.unsubscribe();

@@ -71,6 +71,8 @@ export interface Session {
   subscription: Subscription;
   /** graceful end: stop reading, answer every request already read, then close */
   end(): void;
+  /** ms since the client last sent anything, when nothing it sent waits for a reply (else -1) */
+  idleMs(now: number): number;
 }
 
 export function runSession(socket: net.Socket, up: Upstream, id: number): Session {
@@ -117,7 +119,12 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
         takeWhile((frame, i) => {
           emitted = i + 1;
           rs.replied(inFlight.command(i), frame);
-          return !(ending && i >= seq - 1);
+          if (queue !== null && emitted === seq && !flushing) {
+            // (not from inside this reply's delivery: the queued requests may be answered at once)
+            flushing = true;
+            immediateScheduler.schedule(flush);
+          }
+          return !(ending && queue === null && i >= seq - 1);
         }, true),
         coalesceWrites(immediateScheduler),
         tap(recordTimes),
@@ -130,7 +137,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (ending) return;
     ending = true;
     input.unsubscribe();
-    if (emitted === seq) slots$.complete();
+    if (emitted === seq && queue === null) slots$.complete();
   };
 
   /** the replies up to `emitted` go out in this write: one clock read for all of them */
@@ -159,13 +166,38 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     ? up.limits
     : { ...up.limits, maxArgs: Math.min(PRE_AUTH_MAX_ARGS, up.limits.maxArgs), maxBulkBytes: Math.min(PRE_AUTH_MAX_BULK, up.limits.maxBulkBytes), preAuth: true };
 
+  // A client's requests go over the shared connections or over its transaction's own one (two
+  // "lanes"). Two connections are two queues at the server: a request changes lane only once
+  // every earlier request is answered, else the server could run them out of order (a GET
+  // pipelined after EXEC would read the value from before the transaction).
+  let lane = 0; // 0: shared connections, 1: the transaction's
+  let queue: Array<{ req: Request | ProtocolError; at: number }> | null = null;
+  let flushing = false;
+  /** the queue as it is now (a read the compiler does not narrow: `run` changes it) */
+  const queued = (): typeof queue => queue;
+
   const dispatch = (req: Request): void => {
-    inFlight.add(chunkAt, req);
+    if (queue !== null) queue.push({ req, at: chunkAt });
+    else run(req, chunkAt);
+  };
+
+  /** runs `req` (read at `at`), unless it must wait for the other lane: then it starts the queue */
+  const run = (req: Request, at: number): void => {
+    const spec = lookupCommand(req.args);
+    const reqLane = spec !== undefined && spec.name !== 'quit' && tx.wants(spec) ? 1 : 0;
+    if (reqLane !== lane) {
+      if (emitted < seq) {
+        queue = [{ req, at }];
+        return;
+      }
+      lane = reqLane;
+    }
+    inFlight.add(at, req);
     const s = seq++;
     up.stats.totalCommands++;
     let frame: Buffer | null;
     try {
-      frame = route(req, s);
+      frame = route(req, s, spec);
     } catch (err) {
       // a fault in handling one request answers that request with an error; the session
       // and every other client go on
@@ -178,14 +210,37 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (client.quit) end();
   };
 
+  /** every earlier request is answered: run the queued ones (until one must wait again) */
+  const flush = (): void => {
+    flushing = false;
+    const q = queue;
+    queue = null;
+    if (q === null || gone) return;
+    for (const item of q) {
+      const again = queued(); // `run` may have started a new queue
+      if (again !== null) again.push(item);
+      else if (item.req instanceof ProtocolError) protocolError(item.req, item.at);
+      else run(item.req, item.at);
+    }
+    if (ending && queued() === null && emitted === seq) slots$.complete();
+  };
+
+  const protocolError = (err: ProtocolError, at: number): void => {
+    up.stats.protocolErrors++;
+    up.logger.debug({ client: id, err: err.message }, 'client protocol error');
+    inFlight.add(at, undefined);
+    const s = seq++;
+    ending = true;
+    target.deliver(s, errorFrame('ERR ' + err.message));
+  };
+
   const noAuth = (): Buffer => {
     rs.errors[FrontError.noauth]++;
     return NOAUTH;
   };
 
-  const route = (req: Request, s: number): Buffer | null => {
+  const route = (req: Request, s: number, spec: CommandSpec | undefined): Buffer | null => {
     const args = req.args;
-    const spec = lookupCommand(args);
     inFlight.setCommand(s, commandIndex(spec));
     if (spec === undefined || !arityOk(spec, args.length)) {
       // CLIENT subcommands newer than the command table (SETINFO came with Redis 7.2)
@@ -275,12 +330,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       next: dispatch,
       error: (err: unknown) => {
         if (err instanceof ProtocolError) {
-          up.stats.protocolErrors++;
-          up.logger.debug({ client: id, err: err.message }, 'client protocol error');
-          inFlight.add(chunkAt, undefined);
-          const s = seq++;
-          ending = true;
-          target.deliver(s, errorFrame('ERR ' + err.message));
+          if (queue !== null) queue.push({ req: err, at: chunkAt });
+          else protocolError(err, chunkAt);
         } else {
           socket.destroy();
         }
@@ -292,7 +343,9 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     tx.close();
     if (!socket.destroyed) socket.destroy();
   });
-  return { subscription: session, end };
+  const connectedAt = immediateScheduler.now();
+  const idleMs = (now: number): number => (emitted < seq || queue !== null ? -1 : now - (chunkAt === 0 ? connectedAt : chunkAt));
+  return { subscription: session, end, idleMs };
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');

@@ -452,12 +452,7 @@ function sharedChecks(mode: Mode): void {
       assert.deepEqual(c.replies.slice(first), ['OK', 'OK', 'OK', 'QUEUED', 'QUEUED', [1, '1'], '1', 'o1']);
     });
 
-    // BUG: commands after EXEC (or between WATCH and MULTI) go over the shared pooled connection
-    // at once, while the transaction's commands wait for its dedicated connection to open: Redis
-    // runs them before the transaction, unlike the order the client pipelined them in.
-    const reordered = 'pipelined plain commands run before the transaction: they go over the shared connection while the dedicated one is still opening';
-
-    it('a write and a read pipelined right after EXEC run after the transaction', { todo: reordered }, async () => {
+    it('a write and a read pipelined right after EXEC run after the transaction', async () => {
       const c = await client();
       const t = tagOn(0, 'order2');
       const [a, x] = [`{${t}}a`, `{${t}}x`];
@@ -472,7 +467,7 @@ function sharedChecks(mode: Mode): void {
       assert.deepEqual(c.replies.slice(first), ['OK', 'OK', 'QUEUED', 'QUEUED', ['OK', 1], 'new', 2]);
     });
 
-    it('a write pipelined between WATCH and MULTI breaks the watch, as in Redis', { todo: reordered }, async () => {
+    it('a write pipelined between WATCH and MULTI breaks the watch, as in Redis', async () => {
       const c = await client();
       const w = keyOn(1, 'order3', 'w');
       const cmds: Arg[][] = [['SET', w, '0'], ['WATCH', w], ['SET', w, '1'], ['MULTI'], ['SET', w, '2'], ['EXEC'], ['GET', w]];

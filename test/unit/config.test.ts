@@ -92,6 +92,7 @@ describe('parseConfig: values and defaults', () => {
       maxClients: 10000,
       denyCommands: [...DEFAULTS.denyCommands],
       adminCommands: false,
+      idleTimeout: 0,
       limits: { maxBulkBytes: 512 * 1024 * 1024, maxHeaderBytes: 65536, maxArgs: 1048576, maxReplyDepth: 512 },
     });
     assert.equal('hashTag' in c, false);
