@@ -132,6 +132,8 @@ servers = ["127.0.0.1:${redis[0]!.port}:1 r1", "127.0.0.1:${redis[1]!.port}:1 r2
 
   it('exposes every name, with its type declared', async () => {
     await exchange(port, cmd('PING'), (t) => t === '+PONG\r\n');
+    // PING is answered by the proxy: a GET shows the backend connection up
+    await exchange(port, cmd('GET', 'metrics:nothing'), (t) => t === '$-1\r\n');
     const body = await scrape();
     for (const name of SINGLE_PROCESS_NAMES) {
       assert.ok(find(body, name) !== undefined, `no sample of ${name}`);
