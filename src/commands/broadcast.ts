@@ -19,7 +19,7 @@ import { encodeCommand } from '../protocol/request-decoder.js';
 import { arrayElements, bulkValue, integerValue, isErrorReply } from '../protocol/reply-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
 
-export type BroadcastKind = 'all-ok' | 'all-same' | 'all-and' | 'one' | 'sum' | 'concat' | 'scan' | 'random';
+export type BroadcastKind = 'all-ok' | 'all-same' | 'all-and' | 'one' | 'sum' | 'min' | 'concat' | 'scan' | 'random';
 
 export interface BroadcastSpec {
   kind: BroadcastKind;
@@ -79,6 +79,11 @@ export function planBroadcast(kind: BroadcastKind, args: readonly Buffer[], node
   }
 }
 
+/** A target that takes one reply from each of `n` nodes (`deliver(i, ...)`) and gives `done` their merge by `kind`. */
+export function gatherReplies(kind: Exclude<BroadcastKind, 'one' | 'scan'>, n: number, done: (frame: Buffer) => void): ReplyTarget {
+  return new Gather(n, (frames) => done(MERGE[kind](frames)));
+}
+
 /** Collects one reply per node, then merges them. */
 class Gather implements ReplyTarget {
   private readonly frames: Buffer[];
@@ -115,6 +120,13 @@ const MERGE: Record<Exclude<BroadcastKind, 'one' | 'scan'>, (frames: Buffer[]) =
     if (lists.some((l) => l === null || l.length !== lists[0]?.length)) return errorFrame('ERR unexpected reply from a backend');
     const first = lists[0] as Buffer[];
     return arrayOf(first.map((_, j) => Buffer.from(lists.every((l) => integerValue((l as Buffer[])[j]) === 1) ? ':1\r\n' : ':0\r\n', 'latin1')));
+  },
+  min: (frames) => {
+    const err = firstError(frames);
+    if (err !== undefined) return err;
+    const values = frames.map(integerValue);
+    if (values.some((v) => v === null)) return errorFrame('ERR unexpected reply from a backend');
+    return Buffer.from(`:${Math.min(...(values as number[]))}\r\n`, 'latin1');
   },
   sum: (frames) => {
     const err = firstError(frames);

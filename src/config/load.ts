@@ -66,6 +66,8 @@ export const DEFAULTS = {
   slowlogLogSlowerThan: 10_000,
   slowlogMaxLen: 128,
   maxClients: 10000,
+  /** connections for blocking commands (BLPOP, XREAD BLOCK, WAIT...) per backend server and worker */
+  maxBlockingConnections: 512,
   /** commands that change or stop a whole server, or hold a connection for ever: denied unless the config says otherwise */
   denyCommands: ['acl', 'bgrewriteaof', 'bgsave', 'config|rewrite', 'debug', 'failover', 'module', 'monitor', 'psync', 'replicaof', 'save', 'shutdown', 'slaveof', 'sync'],
   /** FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH, CONFIG GET/SET/RESETSTAT over every node */
@@ -99,6 +101,7 @@ const CLUSTER_KEYS = [
   'slowlog_log_slower_than',
   'slowlog_max_len',
   'maxclients',
+  'max_blocking_connections',
   'deny_commands',
   'admin_commands',
   'backup_request',
@@ -688,6 +691,7 @@ function parseCluster(
     slowlogLogSlowerThan: readInt(scope, t, 'slowlog_log_slower_than', { min: -1, unit: 'microseconds' }, DEFAULTS.slowlogLogSlowerThan),
     slowlogMaxLen: readInt(scope, t, 'slowlog_max_len', { min: 0, max: MAX_SLOWLOG_LEN }, DEFAULTS.slowlogMaxLen),
     maxClients: readInt(scope, t, 'maxclients', { min: 1, max: 1_000_000 }, DEFAULTS.maxClients),
+    maxBlockingConnections: readInt(scope, t, 'max_blocking_connections', { min: 1, max: 1_000_000 }, DEFAULTS.maxBlockingConnections),
     denyCommands: parseDenyCommands(scope, t['deny_commands']),
     limits: parseLimits(scope, t['limits']),
   };

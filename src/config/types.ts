@@ -68,6 +68,8 @@ export interface ClusterConfig {
   slowlogMaxLen: number;
   /** most client connections at once; more get `-ERR max number of clients reached` (Redis: 10000) */
   maxClients: number;
+  /** connections for blocking commands per backend server (and worker); one more blocked client gets an error */
+  maxBlockingConnections: number;
   /** commands (lower case, `name` or `name|subcommand`) answered with an error naming the policy */
   denyCommands: string[];
   /** FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH, CONFIG GET/SET/RESETSTAT run over every node (else an error naming this setting) */

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { Subject, Subscription, tap, type Observable, type SchedulerLike } from 'rxjs';
+import { NEVER, Subject, Subscription, tap, type Observable, type SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
 import { coalesceWrites } from '../operators/coalesce-writes.js';
 import { decodeReplies, isPush } from '../operators/decode-replies.js';
@@ -58,6 +58,7 @@ export interface BackendOptions {
   port: number;
   /** how the backend is named in errors and logs: the alias, else host:port */
   label: string;
+  /** ms from send to reply before the connection is given up; 0: none */
   readTimeoutMs: number;
   connectTimeoutMs: number;
   keepAliveSec: number;
@@ -117,7 +118,8 @@ export class BackendConnection {
   stats: BackendStats | null = null;
 
   constructor(private readonly opts: BackendOptions) {
-    this.ticker = opts.ticks$
+    // readTimeoutMs 0: no read timeout (a blocking command's own timeout governs)
+    this.ticker = (opts.readTimeoutMs > 0 ? opts.ticks$ : NEVER)
       .pipe(
         overdue({
           timeoutMs: opts.readTimeoutMs,

@@ -13,6 +13,7 @@ import { parseRedirect, type Redirect } from '../routing/redirect.js';
 import { SlotMap, type ClusterNode, type NodeAddr } from '../routing/slot-map.js';
 import { isConnectionError, type ReplyTarget } from '../sources/backend.js';
 import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
+import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
 import type { ProxyFacts } from '../commands/local.js';
@@ -67,6 +68,8 @@ class Attempt implements ReplyTarget {
     readonly seq: number,
     readonly readOnly: boolean,
     private readonly onError: (a: Attempt, frame: Buffer) => void,
+    /** a blocking command: sent over a blocking connection, cancelled by its client's owner */
+    readonly owner?: BlockingOwner,
   ) {}
 
   deliver(_seq: number, frame: Buffer): void {
@@ -102,6 +105,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   const ticks$ = interval(tickMs, immediateScheduler).pipe(share());
   const pool = new BackendPool(poolSettings(cfg, false), ticks$, log);
   const replicaPool = new BackendPool(poolSettings(cfg, true), ticks$, log);
+  const blocking = new BlockingPool(poolSettings(cfg, false), ticks$, log, cfg.maxBlockingConnections);
   const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0, requests: new RequestStats() };
   const topo: TopologyStats = { fetched: 0, failed: 0, changes: 0, staleSlots: 0, redirects: { moved: 0, ask: 0, tryagain: 0, clusterdown: 0 } };
   const slowlog = new Slowlog(cfg.slowlogLogSlowerThan, cfg.slowlogMaxLen);
@@ -251,6 +255,11 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     }
     a.node = node;
     a.onReplica = false;
+    if (a.owner !== undefined) {
+      if (pool.state(node.addr) === 'down') refresh('node down');
+      if (!blocking.send(node, a.proto, a.raw, a, a.seq, a.owner, stats.requests.backend(node.addr), asking)) a.target.deliver(a.seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
+      return;
+    }
     const c = conn(node, a.proto);
     if (c.state === 'down') refresh('node down'); // a dead master sends no MOVED
     if (asking) c.send(ASKING, DISCARD, 0);
@@ -388,6 +397,14 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       return c;
     },
     onRedirect: () => refresh('MOVED in a transaction'),
+    sendBlocking(slot: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
+      dispatch(new Attempt(slot, proto, raw, target, seq, false, onError, owner));
+    },
+    sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
+      const node = slots.masters()[i];
+      if (node === undefined) target.deliver(seq, NO_MAP);
+      else if (!blocking.send(node, proto, raw, target, seq, owner, stats.requests.backend(node.addr))) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
+    },
     send(slot: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, readOnly: boolean) {
       dispatch(new Attempt(slot, proto, raw, target, seq, readOnly, onError));
     },
@@ -406,6 +423,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       const intervalChanged = next.fetchInterval !== cfg.fetchInterval;
       cfg = next;
       syncPools();
+      blocking.configure(poolSettings(next, false), next.maxBlockingConnections);
       if (intervalChanged) startTopology();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       facts.password = next.password;
@@ -421,6 +439,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       redirecting.unsubscribe();
       pool.close();
       replicaPool.close();
+      blocking.close();
     },
   };
 }

@@ -13,7 +13,8 @@ import { toSocket } from '../sinks/socket-writer.js';
 import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
-import { broadcastCommands, planBroadcast } from '../commands/broadcast.js';
+import { broadcastCommands, gatherReplies, planBroadcast } from '../commands/broadcast.js';
+import type { BlockingOwner } from '../sources/blocking-pool.js';
 import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
 import type { Slowlog } from './slowlog.js';
 import { Transaction, type TxUpstream } from './transaction.js';
@@ -33,6 +34,13 @@ export interface Upstream extends TxUpstream {
    * `readOnly`: the command only reads (cluster mode may serve it from a replica).
    */
   send(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, readOnly: boolean): void;
+  /**
+   * Sends a blocking command (BLPOP, XREAD BLOCK...) to `backend` over a connection of its own;
+   * `owner` cancels it (closing that connection) when the client leaves.
+   */
+  sendBlocking(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner): void;
+  /** a blocking command (WAIT) to node `i` (0 .. nodeCount()-1) over a connection of its own */
+  sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner): void;
   /** how many nodes hold the data (standalone: the backends; cluster: the masters) */
   nodeCount(): number;
   /** sends a request to node `i` (0 .. nodeCount()-1), e.g. to sum something over all of them */
@@ -97,6 +105,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     },
   };
   const tx = new Transaction(up, () => client.proto, target);
+  /** this client's blocking commands in flight: cancelled (their connections closed) when it leaves */
+  const blockedOn: BlockingOwner = new Set();
 
   up.stats.connectedClients++;
   up.stats.totalConnections++;
@@ -270,10 +280,11 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       }
       return answerLocal(name, args, client, up.facts);
     }
-    if (isPubSub(spec) || isBlocking(spec, args)) {
+    if (isPubSub(spec)) {
       rs.errors[FrontError.unsupported]++;
-      return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub and blocking commands come in a later version)`);
+      return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub comes in a later version)`);
     }
+    if (isBlocking(spec, args)) return routeBlocking(spec, name, args, req.raw, s);
     const bc = broadcastCommands.get(spec.name);
     if (bc !== undefined) {
       if (bc.admin && !up.adminCommands) {
@@ -319,6 +330,28 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     return null;
   };
 
+  /** BLPOP & co over a connection of their own (WAIT: every node's, the least count) */
+  const routeBlocking = (spec: CommandSpec, name: string, args: readonly Buffer[], raw: Buffer, s: number): Buffer | null => {
+    if (name === 'wait') {
+      const nodes = up.nodeCount();
+      if (nodes === 0) return errorFrame('CLUSTERDOWN no node to send WAIT to yet');
+      const least = gatherReplies('min', nodes, (frame) => target.deliver(s, frame));
+      for (let i = 0; i < nodes; i++) up.sendBlockingToNode(i, client.proto, raw, least, i, blockedOn);
+      return null;
+    }
+    const keys = keyIndexes(spec, args);
+    if (keys.length === 0) return errorFrame(`ERR command '${spec.name}' has no key to route by`);
+    const backend = up.backendFor(args[keys[0]]);
+    for (let i = 1; i < keys.length; i++) {
+      if (up.backendFor(args[keys[i]]) !== backend) {
+        rs.errors[FrontError.crossslot]++;
+        return up.facts.mode === 'cluster' ? CROSSSLOT_CLUSTER : errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
+      }
+    }
+    up.sendBlocking(backend, client.proto, raw, target, s, blockedOn);
+    return null;
+  };
+
   const input = fromSocket(socket)
     .pipe(
       tap(() => {
@@ -336,11 +369,17 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
           socket.destroy();
         }
       },
-      complete: end, // the client half-closed: answer what it sent, then close
+      // the client half-closed: answer what it sent, then close; but as Redis frees a client at
+      // EOF, its blocked commands end now (their connections close, so nothing is popped for it)
+      complete: () => {
+        for (const cancel of [...blockedOn]) cancel();
+        end();
+      },
     });
   session.add(input);
   session.add(() => {
     tx.close();
+    for (const cancel of [...blockedOn]) cancel();
     if (!socket.destroyed) socket.destroy();
   });
   const connectedAt = immediateScheduler.now();

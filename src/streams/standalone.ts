@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ClusterConfig, ServerSpec } from '../config/types.js';
 import { ShardMap } from '../routing/shard-map.js';
 import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
+import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { errorFrame } from '../protocol/encode.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
@@ -42,6 +43,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   const pool = new BackendPool(poolSettings(cfg), ticks$, log, (addr, kind) => health.report(addr, kind));
   const health = startHealth(cfg, { shards: () => shards, logger: log, onRestore: (srv) => pool.retryNow(srv.addr) });
   pool.sync(cfg.servers);
+  const blocking = new BlockingPool(poolSettings(cfg), ticks$, log, cfg.maxBlockingConnections);
 
   const stats: SessionStats = { connectedClients: 0, totalConnections: 0, totalCommands: 0, protocolErrors: 0, internalErrors: 0, requests: new RequestStats() };
   const slowlog = new Slowlog(cfg.slowlogLogSlowerThan, cfg.slowlogMaxLen);
@@ -98,6 +100,16 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     backendFor: (key: Buffer) => shards.backendFor(key),
     nodeCount: () => shards.servers.length,
     sendToNode: (i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) => up.send(i, proto, raw, target, seq, false),
+    sendBlocking(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
+      if (backend < 0) {
+        stats.requests.errors[FrontError.ejected]++;
+        target.deliver(seq, EJECTED);
+        return;
+      }
+      const srv = shards.servers[backend];
+      if (!blocking.send(srv, proto, raw, target, seq, owner, backendStats(srv))) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, srv.alias ?? srv.addr));
+    },
+    sendBlockingToNode: (i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) => up.sendBlocking(i, proto, raw, target, seq, owner),
     dedicated(backend: number, proto: Proto) {
       if (backend < 0) return EJECTED;
       const srv = shards.servers[backend];
@@ -138,6 +150,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
         if (j >= 0 && !old.isLive(j)) shards.eject(i);
       });
       pool.sync(next.servers, poolSettings(next));
+      blocking.configure(poolSettings(next), next.maxBlockingConnections);
       countBackends();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       health.follow(next);
@@ -151,6 +164,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       await front.close();
       health.close();
       pool.close();
+      blocking.close();
     },
   };
 }

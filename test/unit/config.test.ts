@@ -90,6 +90,7 @@ describe('parseConfig: values and defaults', () => {
       slowlogLogSlowerThan: 10000,
       slowlogMaxLen: 128,
       maxClients: 10000,
+      maxBlockingConnections: 512,
       denyCommands: [...DEFAULTS.denyCommands],
       adminCommands: false,
       idleTimeout: 0,
