@@ -228,7 +228,8 @@ describe('proxy basic (3 backends)', { timeout: 120_000 }, () => {
     const id = await c.call('XADD', x, '*', 'f', 'v');
     assert.equal(typeof id, 'string');
     assert.deepEqual(await c.call('XREAD', 'COUNT', 5, 'STREAMS', x, '0'), [[x, [[id, ['f', 'v']]]]]);
-    assertErr(await c.call('XREAD', 'BLOCK', 10, 'STREAMS', x, '$'), 'ERR', 'XREAD BLOCK');
+    // with BLOCK: a blocking command, on a connection of its own; nothing new in 10 ms
+    assert.equal(await c.call('XREAD', 'BLOCK', 10, 'STREAMS', x, '$'), null);
     // BITOP: the destination and sources share a tag; argv[1] is the operation
     assert.equal(await c.call('SET', '{bits}:a', 'ab'), 'OK');
     assert.equal(await c.call('SET', '{bits}:b', 'cd'), 'OK');
@@ -315,13 +316,11 @@ describe('proxy basic (3 backends)', { timeout: 120_000 }, () => {
     assert.equal(c.closed, false);
   });
 
-  it('SUBSCRIBE, BLPOP, TIME get a not-supported error and the connection stays open', async () => {
+  it('SUBSCRIBE, TIME get a not-supported error and the connection stays open', async () => {
     const c = await s.client();
     for (const cmd of [
       ['SUBSCRIBE', 'ch'],
       ['PSUBSCRIBE', 'ch*'],
-      ['BLPOP', 'list', '0'],
-      ['BRPOPLPUSH', 'a', 'b', '0'],
       ['TIME'],
     ]) {
       const r = await c.call(...cmd);
