@@ -19,7 +19,7 @@ import { encodeCommand } from '../protocol/request-decoder.js';
 import { arrayElements, bulkValue, integerValue, isErrorReply } from '../protocol/reply-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
 
-export type BroadcastKind = 'all-ok' | 'all-same' | 'all-and' | 'one' | 'sum' | 'min' | 'concat' | 'scan' | 'random';
+export type BroadcastKind = 'all-ok' | 'all-same' | 'all-and' | 'one' | 'sum' | 'min' | 'max' | 'concat' | 'union' | 'pairsum' | 'scan' | 'random';
 
 export interface BroadcastSpec {
   kind: BroadcastKind;
@@ -120,6 +120,40 @@ const MERGE: Record<Exclude<BroadcastKind, 'one' | 'scan'>, (frames: Buffer[]) =
     if (lists.some((l) => l === null || l.length !== lists[0]?.length)) return errorFrame('ERR unexpected reply from a backend');
     const first = lists[0] as Buffer[];
     return arrayOf(first.map((_, j) => Buffer.from(lists.every((l) => integerValue((l as Buffer[])[j]) === 1) ? ':1\r\n' : ':0\r\n', 'latin1')));
+  },
+  max: (frames) => {
+    const err = firstError(frames);
+    if (err !== undefined) return err;
+    const values = frames.map(integerValue);
+    if (values.some((v) => v === null)) return errorFrame('ERR unexpected reply from a backend');
+    return Buffer.from(`:${Math.max(...(values as number[]))}\r\n`, 'latin1');
+  },
+  /** every node's elements, each once */
+  union: (frames) => {
+    const err = firstError(frames);
+    if (err !== undefined) return err;
+    const seen = new Map<string, Buffer>();
+    for (const f of frames) {
+      const elems = arrayElements(f);
+      if (elems === null) return errorFrame('ERR unexpected reply from a backend');
+      for (const e of elems) seen.set(e.toString('latin1'), e);
+    }
+    return seen.size === 0 ? EMPTY_ARRAY : arrayOf([...seen.values()]);
+  },
+  /** [name, count, name, count...] from each node: the counts summed per name, in the first node's order */
+  pairsum: (frames) => {
+    const err = firstError(frames);
+    if (err !== undefined) return err;
+    const lists = frames.map(arrayElements);
+    const first = lists[0];
+    if (first === null || first === undefined || lists.some((l) => l === null || l.length !== first.length)) return errorFrame('ERR unexpected reply from a backend');
+    const out: Buffer[] = [];
+    for (let j = 0; j < first.length; j += 2) {
+      let sum = 0;
+      for (const l of lists) sum += integerValue((l as Buffer[])[j + 1]) ?? 0;
+      out.push(first[j], Buffer.from(`:${sum}\r\n`, 'latin1'));
+    }
+    return arrayOf(out);
   },
   min: (frames) => {
     const err = firstError(frames);

@@ -77,6 +77,9 @@ export const DEFAULTS = {
     maxHeaderBytes: 64 * 1024,
     maxArgs: 1024 * 1024,
     maxReplyDepth: 512,
+    pubsubOutputHardBytes: 32 * 1024 * 1024,
+    pubsubOutputSoftBytes: 8 * 1024 * 1024,
+    pubsubOutputSoftSeconds: 60,
   } satisfies LimitsConfig,
 } as const;
 
@@ -114,7 +117,7 @@ const CLUSTER_KEYS = [
   'limits',
 ] as const;
 const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier'] as const;
-const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_reply_depth'] as const;
+const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds'] as const;
 
 /** Keys from twemproxy (nutcracker.yml) that users bring along, and what to write instead. */
 const TWEMPROXY_HINTS: Record<string, string> = {
@@ -592,6 +595,9 @@ function parseLimits(scope: Scope, v: unknown): LimitsConfig {
     maxHeaderBytes: readInt(s, v, 'max_header_bytes', { min: 1, unit: 'bytes' }, d.maxHeaderBytes),
     maxArgs: readInt(s, v, 'max_args', { min: 1 }, d.maxArgs),
     maxReplyDepth: readInt(s, v, 'max_reply_depth', { min: 1 }, d.maxReplyDepth),
+    pubsubOutputHardBytes: readInt(s, v, 'pubsub_output_hard_bytes', { min: 1, unit: 'bytes' }, d.pubsubOutputHardBytes),
+    pubsubOutputSoftBytes: readInt(s, v, 'pubsub_output_soft_bytes', { min: 1, unit: 'bytes' }, d.pubsubOutputSoftBytes),
+    pubsubOutputSoftSeconds: readInt(s, v, 'pubsub_output_soft_seconds', { min: 0, unit: 'seconds' }, d.pubsubOutputSoftSeconds),
   };
 }
 

@@ -32,6 +32,11 @@ export interface LimitsConfig {
   maxArgs: number;
   /** deepest nesting accepted in a backend reply */
   maxReplyDepth: number;
+  /** a subscriber with more than this many bytes waiting to be written is disconnected (Redis: 32 MB) */
+  pubsubOutputHardBytes: number;
+  /** ... or with more than this many for longer than `pubsubOutputSoftSeconds` (Redis: 8 MB for 60 s) */
+  pubsubOutputSoftBytes: number;
+  pubsubOutputSoftSeconds: number;
 }
 
 export interface ClusterConfig {

@@ -248,9 +248,9 @@ export function framesOf(buf: Buffer, limits: ReplyLimits = defaultReplyLimits):
   return out;
 }
 
-/** The element frames of an array reply (`*N...`), or null if it is not an array. */
+/** The element frames of an array, set or push reply (`*N`, `~N`, `>N`), or null for any other. */
 export function arrayElements(frame: Buffer): Buffer[] | null {
-  if (frame[0] !== 0x2a /* * */ && frame[0] !== 0x7e /* ~ */) return null;
+  if (frame[0] !== 0x2a /* * */ && frame[0] !== 0x7e /* ~ */ && frame[0] !== 0x3e /* > */) return null;
   const lf = frame.indexOf(LF);
   const count = parseInt(frame.toString('latin1', 1, lf - 1), 10);
   if (!(count >= 0)) return null;

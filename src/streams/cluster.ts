@@ -12,7 +12,9 @@ import { keySlot, SLOTS } from '../routing/crc16.js';
 import { parseRedirect, type Redirect } from '../routing/redirect.js';
 import { SlotMap, type ClusterNode, type NodeAddr } from '../routing/slot-map.js';
 import { isConnectionError, type ReplyTarget } from '../sources/backend.js';
-import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
+import { BackendPool, type PoolServer, type PoolSettings } from '../sources/backend-pool.js';
+import { openSubscriber, type SubscriberOptions } from '../sources/subscriber.js';
+import type { SubKind } from './pubsub.js';
 import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
@@ -396,7 +398,16 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       c.stats = stats.requests.backend(owner.addr);
       return c;
     },
-    onRedirect: () => refresh('MOVED in a transaction'),
+    onRedirect: () => refresh('MOVED in a transaction or for a subscription'),
+    placeSubscription(_kind: SubKind, name: Buffer) {
+      // PUBLISH reaches every node of a cluster: a channel or a pattern may live on any node
+      // (the owner of its name's slot spreads them); a sharded channel on its slot's owner
+      const owner = slots.ownerOf(keySlot(name));
+      if (owner !== undefined) return [owner];
+      refresh('uncovered slot');
+      return slots.coveredSlots === 0 ? NO_MAP : SLOT_NOT_SERVED;
+    },
+    subscriber: (node: PoolServer, proto: Proto, events: Pick<SubscriberOptions, 'onFrame' | 'onUp' | 'onDown'>) => openSubscriber(node, proto, poolSettings(cfg, false), log, events),
     sendBlocking(slot: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
       dispatch(new Attempt(slot, proto, raw, target, seq, false, onError, owner));
     },

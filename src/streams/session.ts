@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { Subject, Subscription, takeWhile, tap } from 'rxjs';
+import { merge, Subject, Subscription, takeWhile, tap } from 'rxjs';
 import type { Logger } from 'pino';
 import { decodeRequests } from '../operators/decode-requests.js';
 import { inOrder, type Slot } from '../operators/in-order.js';
@@ -17,12 +17,14 @@ import { broadcastCommands, gatherReplies, planBroadcast } from '../commands/bro
 import type { BlockingOwner } from '../sources/blocking-pool.js';
 import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
 import type { Slowlog } from './slowlog.js';
+import type { LimitsConfig } from '../config/types.js';
 import { Transaction, type TxUpstream } from './transaction.js';
+import { isSubscribeCommand, PubSub, type PubSubUpstream } from './pubsub.js';
 
 /** What a client session needs from the cluster it connected to. */
-export interface Upstream extends TxUpstream {
+export interface Upstream extends TxUpstream, PubSubUpstream {
   facts: ProxyFacts;
-  limits: RequestLimits;
+  limits: LimitsConfig;
   logger: Logger;
   /**
    * Where a key goes: the backend's index (standalone) or the key's slot (cluster). Keys with
@@ -105,6 +107,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     },
   };
   const tx = new Transaction(up, () => client.proto, target);
+  const pubsub = new PubSub(up, () => client.proto, target, (frame) => push(frame));
   /** this client's blocking commands in flight: cancelled (their connections closed) when it leaves */
   const blockedOn: BlockingOwner = new Set();
 
@@ -120,9 +123,45 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     session.unsubscribe();
   });
 
+  // pub/sub messages: out of band, after the replies in order (merged below). A message is held
+  // while the confirmation of the subscription it may belong to has not left yet.
+  const pushes$ = new Subject<Buffer>();
+  let pushGate = -1; // the last subscribe-family request: messages wait until its reply is out
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let softSince = 0;
+  const releaseHeld = (): void => {
+    const out = held;
+    held = [];
+    heldBytes = 0;
+    for (const f of out) pushes$.next(f);
+  };
+  const push = (frame: Buffer): void => {
+    if (gone) return;
+    // the pub/sub output-buffer limit (Redis: 32 MB hard, 8 MB for 60 s soft): a subscriber that
+    // does not read is disconnected, and what it was sent is released
+    const lim = up.limits;
+    const buffered = socket.writableLength + heldBytes + frame.length;
+    if (buffered > lim.pubsubOutputHardBytes || (buffered > lim.pubsubOutputSoftBytes && softSince > 0 && immediateScheduler.now() - softSince > lim.pubsubOutputSoftSeconds * 1000)) {
+      rs.errors[FrontError.output_limit]++;
+      up.logger.warn({ client: id, addr: client.addr, buffered }, 'subscriber over the pub/sub output-buffer limit: disconnected');
+      held = [];
+      heldBytes = 0;
+      socket.destroy();
+      return;
+    }
+    if (buffered > lim.pubsubOutputSoftBytes) {
+      if (softSince === 0) softSince = immediateScheduler.now();
+    } else softSince = 0;
+    if (emitted <= pushGate) {
+      held.push(frame);
+      heldBytes += frame.length;
+    } else pushes$.next(frame);
+  };
+
   session.add(
-    slots$
-      .pipe(
+    merge(
+      slots$.pipe(
         inOrder(),
         // completes after the reply to the last request read: decided by position, not value
         // (the value only feeds the per-command counters)
@@ -134,11 +173,15 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
             flushing = true;
             immediateScheduler.schedule(flush);
           }
+          // held messages go right after this reply (a microtask: not before it)
+          if (held.length > 0 && emitted > pushGate) queueMicrotask(releaseHeld);
           return !(ending && queue === null && i >= seq - 1);
         }, true),
-        coalesceWrites(immediateScheduler),
-        tap(recordTimes),
-      )
+        tap({ complete: () => pushes$.complete() }),
+      ),
+      pushes$,
+    )
+      .pipe(coalesceWrites(immediateScheduler), tap(recordTimes))
       .subscribe(toSocket(socket)),
   );
 
@@ -268,6 +311,13 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       tx.refused();
       return errorFrame(`ERR command '${spec.name}' is denied by this proxy's policy (deny_commands)`);
     }
+    if (client.proto === 2 && pubsub.active && !SUBSCRIBED_MODE.has(name)) {
+      return errorFrame(`ERR Can't execute '${spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`);
+    }
+    if (name === 'ping' && client.proto === 2 && pubsub.active) return subscribedPong(args);
+    if (name === 'hello' && pubsub.active && args.length > 1 && args[1].toString('latin1') !== String(client.proto)) {
+      return errorFrame('ERR aster-proxy cannot change the protocol of a client with subscriptions');
+    }
     if (name !== 'quit' && tx.wants(spec)) return tx.handle(spec, name, args, req.raw, s);
     if (isLocal(name)) {
       const nodes = up.nodeCount();
@@ -280,10 +330,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       }
       return answerLocal(name, args, client, up.facts);
     }
-    if (isPubSub(spec)) {
-      rs.errors[FrontError.unsupported]++;
-      return errorFrame(`ERR command '${name}' is not supported by aster-proxy yet (pub/sub comes in a later version)`);
-    }
+    if (isPubSub(spec)) return routePubSub(spec, name, args, req.raw, s);
     if (isBlocking(spec, args)) return routeBlocking(spec, name, args, req.raw, s);
     const bc = broadcastCommands.get(spec.name);
     if (bc !== undefined) {
@@ -327,6 +374,26 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       }
     }
     up.send(backend, client.proto, req.raw, target, s, isReadOnly(spec));
+    return null;
+  };
+
+  /** the subscribe family on the client's subscriber connections; PUBLISH by channel; PUBSUB over every node */
+  const routePubSub = (spec: CommandSpec, name: string, args: readonly Buffer[], raw: Buffer, s: number): Buffer | null => {
+    if (isSubscribeCommand(name)) {
+      pushGate = s;
+      return pubsub.handle(name, args, s);
+    }
+    if (name === 'publish' || name === 'spublish') {
+      up.send(up.backendFor(args[1]), client.proto, raw, target, s, false);
+      return null;
+    }
+    // PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB: every node's, merged
+    const kind = PUBSUB_MERGE[spec.name];
+    if (kind === undefined) return errorFrame(`ERR command '${spec.name}' is not supported by aster-proxy`);
+    const nodes = up.nodeCount();
+    if (nodes === 0) return errorFrame('CLUSTERDOWN no node to ask yet');
+    const merged = gatherReplies(kind === 'numpat' ? (up.facts.mode === 'cluster' ? 'sum' : 'max') : kind, nodes, (frame) => target.deliver(s, frame));
+    for (let i = 0; i < nodes; i++) up.sendToNode(i, client.proto, raw, merged, i);
     return null;
   };
 
@@ -379,6 +446,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   session.add(input);
   session.add(() => {
     tx.close();
+    pubsub.close();
     for (const cancel of [...blockedOn]) cancel();
     if (!socket.destroyed) socket.destroy();
   });
@@ -388,6 +456,21 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+/** what a RESP2 client with subscriptions may send (Redis's rule) */
+const SUBSCRIBED_MODE = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'ping', 'quit', 'reset']);
+/** PING of a RESP2 client in subscribed mode: `*2 pong <arg or "">`, as Redis */
+const subscribedPong = (args: readonly Buffer[]): Buffer => {
+  const arg = args.length > 1 ? args[1] : Buffer.alloc(0);
+  return Buffer.concat([Buffer.from(`*2\r\n$4\r\npong\r\n$${arg.length}\r\n`, 'latin1'), arg, Buffer.from('\r\n', 'latin1')]);
+};
+/** how PUBSUB's subcommands merge over the nodes (NUMPAT: summed in cluster mode, where a pattern lives on one node; the largest in standalone, where it is on every server) */
+const PUBSUB_MERGE: Record<string, 'union' | 'pairsum' | 'numpat'> = {
+  'pubsub|channels': 'union',
+  'pubsub|shardchannels': 'union',
+  'pubsub|numsub': 'pairsum',
+  'pubsub|shardnumsub': 'pairsum',
+  'pubsub|numpat': 'numpat',
+};
 const SCRIPTS = new Set(['eval', 'evalsha', 'eval_ro', 'evalsha_ro', 'fcall', 'fcall_ro']);
 const NO_KEY = Buffer.alloc(0);
 const CROSSSLOT_CLUSTER = errorFrame("CROSSSLOT Keys in request don't hash to the same slot");

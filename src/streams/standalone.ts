@@ -2,7 +2,9 @@ import { interval, share, type Observable } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClusterConfig, ServerSpec } from '../config/types.js';
 import { ShardMap } from '../routing/shard-map.js';
-import { BackendPool, type PoolSettings } from '../sources/backend-pool.js';
+import { BackendPool, type PoolServer, type PoolSettings } from '../sources/backend-pool.js';
+import { openSubscriber, type SubscriberOptions } from '../sources/subscriber.js';
+import type { SubKind } from './pubsub.js';
 import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { errorFrame } from '../protocol/encode.js';
 import { immediateScheduler } from '../sources/scheduler.js';
@@ -110,6 +112,13 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       if (!blocking.send(srv, proto, raw, target, seq, owner, backendStats(srv))) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, srv.alias ?? srv.addr));
     },
     sendBlockingToNode: (i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) => up.sendBlocking(i, proto, raw, target, seq, owner),
+    placeSubscription(kind: SubKind, name: Buffer) {
+      // patterns can match channels of every server; a channel lives where PUBLISH sends it
+      if (kind === 'pattern') return [...shards.servers];
+      const b = shards.backendFor(name);
+      return b < 0 ? EJECTED : [shards.servers[b]];
+    },
+    subscriber: (node: PoolServer, proto: Proto, events: Pick<SubscriberOptions, 'onFrame' | 'onUp' | 'onDown'>) => openSubscriber(node, proto, poolSettings(cfg), log, events),
     dedicated(backend: number, proto: Proto) {
       if (backend < 0) return EJECTED;
       const srv = shards.servers[backend];

@@ -49,11 +49,12 @@ export const FRONT_ERROR_KINDS = [
   'unknown_command', // not in the command table (or an unknown subcommand)
   'wrong_arity', // wrong number of arguments
   'noauth', // a command before AUTH
-  'unsupported', // pub/sub, blocking, transactions, keyless commands
+  'unsupported', // commands the proxy cannot route (keyless ones)
   'crossslot', // keys on several servers
   'ejected', // the key's server is out of service (health checks)
   'denied', // a command of the deny_commands policy
   'maxclients', // a connection over maxclients
+  'output_limit', // a subscriber disconnected at the pub/sub output-buffer limit
 ] as const;
 export type FrontErrorKind = (typeof FRONT_ERROR_KINDS)[number];
 export const FrontError: Readonly<Record<FrontErrorKind, number>> = Object.fromEntries(FRONT_ERROR_KINDS.map((k, i) => [k, i])) as Record<FrontErrorKind, number>;

@@ -94,7 +94,15 @@ describe('parseConfig: values and defaults', () => {
       denyCommands: [...DEFAULTS.denyCommands],
       adminCommands: false,
       idleTimeout: 0,
-      limits: { maxBulkBytes: 512 * 1024 * 1024, maxHeaderBytes: 65536, maxArgs: 1048576, maxReplyDepth: 512 },
+      limits: {
+        maxBulkBytes: 512 * 1024 * 1024,
+        maxHeaderBytes: 65536,
+        maxArgs: 1048576,
+        maxReplyDepth: 512,
+        pubsubOutputHardBytes: 32 * 1024 * 1024,
+        pubsubOutputSoftBytes: 8 * 1024 * 1024,
+        pubsubOutputSoftSeconds: 60,
+      },
     });
     assert.equal('hashTag' in c, false);
     assert.equal('password' in c, false);
@@ -169,7 +177,15 @@ max_reply_depth = 64
     assert.equal(c.password, 'front-secret');
     assert.equal(c.backendPassword, 'back-secret');
     assert.deepEqual(c.backupRequest, { enabled: true, triggerSlowMs: 20, multiplier: 1.5 });
-    assert.deepEqual(c.limits, { maxBulkBytes: 1048576, maxHeaderBytes: 4096, maxArgs: 1000, maxReplyDepth: 64 });
+    assert.deepEqual(c.limits, {
+      maxBulkBytes: 1048576,
+      maxHeaderBytes: 4096,
+      maxArgs: 1000,
+      maxReplyDepth: 64,
+      pubsubOutputHardBytes: 32 * 1024 * 1024,
+      pubsubOutputSoftBytes: 8 * 1024 * 1024,
+      pubsubOutputSoftSeconds: 60,
+    });
   });
 
   it('reads the cluster-only fields in cluster mode', () => {
