@@ -62,7 +62,7 @@ export const DEFAULTS = {
   tcpKeepalive: 0,
   /** seconds a client may stay idle (no request, nothing in flight) before it is closed; 0 = never (Redis's `timeout`) */
   idleTimeout: 0,
-  backupRequest: { enabled: false, multiplier: 2.0 },
+  backupRequest: { enabled: false, multiplier: 2.0, budgetPercent: 10 },
   slowlogLogSlowerThan: 10_000,
   slowlogMaxLen: 128,
   maxClients: 10000,
@@ -116,7 +116,7 @@ const CLUSTER_KEYS = [
   'backend_password_file',
   'limits',
 ] as const;
-const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier'] as const;
+const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent'] as const;
 const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds'] as const;
 
 /** Keys from twemproxy (nutcracker.yml) that users bring along, and what to write instead. */
@@ -578,7 +578,8 @@ function parseBackup(scope: Scope, v: unknown): BackupRequestConfig {
       multiplier = m;
     }
   }
-  return { enabled, ...(trigger !== undefined ? { triggerSlowMs: trigger } : {}), multiplier };
+  const budgetPercent = readInt(s, v, 'budget_percent', { min: 0, max: 100 }, dflt.budgetPercent);
+  return { enabled, ...(trigger !== undefined ? { triggerSlowMs: trigger } : {}), multiplier, budgetPercent };
 }
 
 function parseLimits(scope: Scope, v: unknown): LimitsConfig {

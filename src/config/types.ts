@@ -20,6 +20,8 @@ export interface BackupRequestConfig {
   /** unset means: follow recent master latency */
   triggerSlowMs?: number;
   multiplier: number;
+  /** backups allowed, in percent of the read requests */
+  budgetPercent: number;
 }
 
 /** Protocol and resource limits (Redis-compatible defaults). */

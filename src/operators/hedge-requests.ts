@@ -61,18 +61,22 @@ const EWMA_WEIGHT = 0.1;
  *   events:  s----a-         s: sent; a: the master answers at 5; threshold 2
  *   actions: --b--d-         b: backup at 2; d: the master's answer delivered (the replica lost)
  */
-export function hedgeRequests<T>(options: HedgeOptions): OperatorFunction<HedgeEvent<T>, HedgeAction<T>> {
-  const { triggerMs, multiplier, minMs, budgetPercent, scheduler } = options;
-  const burst = options.burst ?? 10;
+export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): OperatorFunction<HedgeEvent<T>, HedgeAction<T>> {
+  // options may be a function: a reload changes them for the races to come
+  const opts = typeof options === 'function' ? options : () => options;
+  const { scheduler } = opts();
   return (source) =>
     new Observable<HedgeAction<T>>((subscriber) => {
       const races = new Map<number, Race<T>>();
       const waiting = new Fifo<Race<T>>(64);
       let timer: Subscription | undefined;
       let ewma = -1;
-      let tokens = burst;
+      let tokens = opts().burst ?? 10;
 
-      const threshold = (): number => triggerMs ?? (ewma < 0 ? Infinity : Math.max(minMs, multiplier * ewma));
+      const threshold = (): number => {
+        const { triggerMs, multiplier, minMs } = opts();
+        return triggerMs ?? (ewma < 0 ? Infinity : Math.max(minMs, multiplier * ewma));
+      };
 
       /** backups for the races past their deadline; the timer for the next one */
       const check = (): void => {
@@ -111,6 +115,7 @@ export function hedgeRequests<T>(options: HedgeOptions): OperatorFunction<HedgeE
             const r: Race<T> = { id: e.id, sentAt: scheduler.now(), backup: false, settled: false, primaryDone: false, backupDone: false };
             races.set(e.id, r);
             waiting.push(r);
+            const { burst = 10, budgetPercent } = opts();
             tokens = Math.min(burst, tokens + budgetPercent / 100);
             if (timer === undefined && threshold() !== Infinity) check();
             return;

@@ -36,6 +36,8 @@ export interface ClusterView {
     slotsCovered: number;
     redirects: Record<'moved' | 'ask' | 'tryagain' | 'clusterdown', number>;
   };
+  /** cluster mode: backup requests */
+  backups?: { planned: number; dispatched: number; exhausted: number; primaryWins: number; replicaWins: number };
 }
 
 export interface MetricsServer {
@@ -126,6 +128,24 @@ export function buildRegistry(view: MetricsView): Registry {
   );
   mirrorCounter(registry, 'aster_redirect_total', 'cluster redirects followed by kind: moved, ask, tryagain, clusterdown', ['cluster', 'kind'], () =>
     topologies().flatMap(({ cluster, t }) => Object.entries(t.redirects).map(([kind, n]): [Labels, number] => [{ cluster, kind }, n])),
+  );
+  mirrorCounter(
+    registry,
+    'aster_backup_request_total',
+    'backup requests by event: planned (a read passed the threshold), dispatched (sent to a replica), exhausted (the budget said no), primary_win, replica_win',
+    ['cluster', 'event'],
+    () =>
+      view.clusters().flatMap((c): Array<[Labels, number]> => {
+        const b = c.backups;
+        if (b === undefined) return [];
+        return [
+          [{ cluster: c.name, event: 'planned' }, b.planned],
+          [{ cluster: c.name, event: 'dispatched' }, b.dispatched],
+          [{ cluster: c.name, event: 'exhausted' }, b.exhausted],
+          [{ cluster: c.name, event: 'primary_win' }, b.primaryWins],
+          [{ cluster: c.name, event: 'replica_win' }, b.replicaWins],
+        ];
+      }),
   );
   new Gauge({
     name: 'aster_cluster_slots_covered',

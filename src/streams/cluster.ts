@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ClusterConfig } from '../config/types.js';
 import { followRedirects, type Redirected } from '../operators/follow-redirects.js';
 import { refreshTopology } from '../operators/refresh-topology.js';
+import { hedgeRequests, type HedgeEvent } from '../operators/hedge-requests.js';
 import { errorFrame, type Proto } from '../protocol/encode.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import { bulkValue } from '../protocol/reply-decoder.js';
@@ -74,13 +75,45 @@ class Attempt implements ReplyTarget {
     readonly owner?: BlockingOwner,
   ) {}
 
+  /** its backup-request race (0: none) */
+  hedge = 0;
+  /** a backup of it went to a replica */
+  backedUp = false;
+
   deliver(_seq: number, frame: Buffer): void {
-    if (frame[0] !== 0x2d /* - */) this.target.deliver(this.seq, frame);
+    if (frame[0] !== 0x2d /* - */) this.answer(frame, true);
     else this.onError(this, frame);
   }
+
+  /** the final answer (`ok` false: a lost connection, too many redirects): the client's, or its race's */
+  answer(frame: Buffer, ok: boolean): void {
+    if (this.hedge !== 0) this.onAnswer(this, frame, ok);
+    else this.target.deliver(this.seq, frame);
+  }
+
+  /** set by the cluster when backup requests are on */
+  onAnswer: (a: Attempt, frame: Buffer, ok: boolean) => void = (a, frame) => a.target.deliver(a.seq, frame);
 }
 
 const DISCARD: ReplyTarget = { deliver: () => undefined };
+const BACKUP_NONE = errorFrame('ERR no replica for a backup request');
+
+/** a replica's answer that may win a backup race: not a lost connection, a redirect, or a replica not ready */
+function isRealAnswer(frame: Buffer): boolean {
+  if (frame[0] !== 0x2d /* - */) return true;
+  if (isConnectionError(frame) || parseRedirect(frame) !== null) return false;
+  const head = frame.toString('latin1', 1, 12);
+  return !(head.startsWith('LOADING') || head.startsWith('MASTERDOWN') || head.startsWith('READONLY') || head.startsWith('NOREPLICAS'));
+}
+
+/** backup requests: due (planned), sent, refused by the budget, and which side answered first */
+export interface BackupStats {
+  planned: number;
+  dispatched: number;
+  exhausted: number;
+  primaryWins: number;
+  replicaWins: number;
+}
 const ASKING = encodeCommand(['ASKING']);
 const CLUSTER_NODES = encodeCommand(['CLUSTER', 'NODES']);
 const NO_MAP = errorFrame('CLUSTERDOWN aster-proxy has no slot map yet: no node answered CLUSTER NODES (it keeps trying)');
@@ -123,7 +156,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     const wanted = new Map<string, NodeAddr>();
     for (const n of [...slots.masters(), ...seeds()]) wanted.set(n.addr, n);
     pool.sync([...wanted.values()], poolSettings(cfg, false));
-    const replicas = cfg.readFromSlave ? slots.masters().flatMap((m) => m.replicas) : [];
+    const replicas = cfg.readFromSlave || cfg.backupRequest.enabled ? slots.masters().flatMap((m) => m.replicas) : [];
     replicaPool.sync(replicas, poolSettings(cfg, true));
     for (const n of wanted.values()) conn(n, 2);
   };
@@ -254,6 +287,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
         }
       }
       node = owner;
+      if (a.hedge === 0 && a.readOnly && a.owner === undefined && cfg.backupRequest.enabled && owner.replicas.length > 0) startRace(a);
     }
     a.node = node;
     a.onReplica = false;
@@ -268,6 +302,51 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     c.send(a.raw, a, a.seq);
   };
 
+  // ---- backup requests (reads a slow master has not answered go to a replica too) ----------------
+  const backup: BackupStats = { planned: 0, dispatched: 0, exhausted: 0, primaryWins: 0, replicaWins: 0 };
+  const races = new Map<number, Attempt>();
+  const hedgeIn$ = new Subject<HedgeEvent<Buffer>>();
+  let nextRace = 1;
+  const startRace = (a: Attempt): void => {
+    a.hedge = nextRace++;
+    a.onAnswer = (x, frame, ok) => hedgeIn$.next({ kind: 'answered', id: x.hedge, from: 'primary', ok, value: frame });
+    races.set(a.hedge, a);
+    hedgeIn$.next({ kind: 'sent', id: a.hedge });
+  };
+  const hedging = hedgeIn$
+    .pipe(
+      hedgeRequests<Buffer>(() => {
+        const b = cfg.backupRequest;
+        return { ...(b.triggerSlowMs !== undefined ? { triggerMs: b.triggerSlowMs } : {}), multiplier: b.multiplier, minMs: 1, budgetPercent: b.budgetPercent, scheduler: asyncScheduler };
+      }),
+    )
+    .subscribe((act) => {
+      const a = races.get(act.id);
+      if (act.kind === 'deliver') {
+        races.delete(act.id);
+        if (a === undefined) return;
+        if (act.from === 'backup') backup.replicaWins++;
+        else if (a.backedUp) backup.primaryWins++;
+        a.target.deliver(a.seq, act.value);
+        return;
+      }
+      backup.planned++;
+      if (act.kind === 'exhausted') {
+        backup.exhausted++;
+        return;
+      }
+      const owner = a === undefined ? undefined : slots.ownerOf(a.slot);
+      const replica = owner === undefined ? undefined : pickReplica(owner);
+      if (a === undefined || replica === undefined) {
+        hedgeIn$.next({ kind: 'answered', id: act.id, from: 'backup', ok: false, value: BACKUP_NONE });
+        return;
+      }
+      backup.dispatched++;
+      a.backedUp = true;
+      const id = act.id;
+      counted(replicaPool.get(replica, a.proto), replica.addr).send(a.raw, { deliver: (_s, frame) => hedgeIn$.next({ kind: 'answered', id, from: 'backup', ok: isRealAnswer(frame), value: frame }) }, a.seq);
+    });
+
   const redirects$ = new Subject<Redirected<Attempt>>();
   const onError = (a: Attempt, frame: Buffer): void => {
     const r = parseRedirect(frame);
@@ -280,7 +359,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
           return;
         }
       }
-      a.target.deliver(a.seq, frame);
+      a.answer(frame, !isConnectionError(frame));
       return;
     }
     topo.redirects[r.kind]++;
@@ -299,7 +378,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       .subscribe((step) => {
         const a = step.attempt;
         if (step.kind === 'give-up') {
-          a.target.deliver(a.seq, step.frame);
+          a.answer(step.frame, false);
           return;
         }
         const r = step.redirect;
@@ -330,6 +409,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
     topology.unsubscribe();
     redirecting.unsubscribe();
+    hedging.unsubscribe();
     pool.close();
     replicaPool.close();
     throw err;
@@ -363,6 +443,12 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
           ['redirects_ask', topo.redirects.ask],
           ['redirects_tryagain', topo.redirects.tryagain],
           ['redirects_clusterdown', topo.redirects.clusterdown],
+          ['backup_requests', cfg.backupRequest.enabled ? 1 : 0],
+          ['backup_planned', backup.planned],
+          ['backup_dispatched', backup.dispatched],
+          ['backup_exhausted', backup.exhausted],
+          ['backup_primary_wins', backup.primaryWins],
+          ['backup_replica_wins', backup.replicaWins],
           ['masters', slots.masters().length],
           ...slots.masters().map((m, i): [string, string] => [
             `master${i}`,
@@ -430,6 +516,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     backends: () => slots.masters().map((m) => ({ label: m.addr, state: pool.state(m.addr) })),
     health: () => [],
     topology: () => ({ ...topo, slotsCovered: slots.coveredSlots }),
+    backups: () => ({ ...backup }),
     reconfigure(next: ClusterConfig) {
       const intervalChanged = next.fetchInterval !== cfg.fetchInterval;
       cfg = next;
@@ -448,6 +535,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       await front.close();
       topology.unsubscribe();
       redirecting.unsubscribe();
+      hedging.unsubscribe();
       pool.close();
       replicaPool.close();
       blocking.close();

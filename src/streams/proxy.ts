@@ -58,7 +58,7 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
       metrics = await (opts.exposeMetrics ?? ((view: MetricsView) => serveMetrics('0.0.0.0', opts.metricsPort, view)))({
         version: VERSION,
         threads: 1,
-        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends(), health: r.health(), topology: r.topology?.() })),
+        clusters: () => running.map((r) => ({ name: r.name, stats: r.stats, backends: r.backends(), health: r.health(), topology: r.topology?.(), backups: r.backups?.() })),
         ready: () => wanted.clusters.every((c) => running.some((r) => r.name === c.name)),
         // read at scrape time, once `reloading` (below) exists
         reloads: () => reloading?.status() ?? { ok: 0, failed: 0 },
@@ -131,7 +131,7 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
 /** Settings that parse but that this version does not act on yet: said out loud, not ignored. */
 function notYetApplied(c: ClusterConfig): string[] {
   const notes: string[] = [];
-  if (c.backupRequest.enabled) notes.push('backup_request: backup requests are not implemented yet (cluster mode feature)');
+  if (c.backupRequest.enabled && c.cacheType === 'redis') notes.push('backup_request: backup requests go to replicas, which only cache_type = "redis_cluster" knows; ignored here');
   if (c.cacheType === 'redis_cluster' && c.pingFailLimit > 0) notes.push('ping_fail_limit: health-check ejection applies to cache_type = "redis"; in cluster mode the cluster\'s own failover moves slots, and the proxy follows its slot map');
   return notes;
 }

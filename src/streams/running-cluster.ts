@@ -17,6 +17,8 @@ export interface RunningCluster {
   health(): BackendHealth[];
   /** cluster mode: slot-map fetches, redirects followed, slots covered */
   topology?(): NonNullable<ClusterView['topology']>;
+  /** cluster mode: backup requests by event */
+  backups?(): NonNullable<ClusterView['backups']>;
   /**
    * Applies a new config of this cluster (same name, listen address and cache type) without
    * dropping client connections: servers added, removed or reweighted, timeouts, passwords,
