@@ -23,6 +23,7 @@ import type { ProxyFacts } from '../commands/local.js';
 import { RequestStats } from '../util/request-stats.js';
 import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
+import { AuthFailures } from './auth-failures.js';
 import type { SessionStats, Upstream } from './session.js';
 import { Slowlog } from './slowlog.js';
 
@@ -462,6 +463,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   const up: Upstream = {
     denied: new Set(cfg.denyCommands),
     adminCommands: cfg.adminCommands,
+    authFailures: new AuthFailures(),
     facts,
     limits: cfg.limits,
     logger: log,

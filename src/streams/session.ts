@@ -17,6 +17,7 @@ import { broadcastCommands, gatherReplies, planBroadcast } from '../commands/bro
 import type { BlockingOwner } from '../sources/blocking-pool.js';
 import { commandIndex, FrontError, InFlight, NO_COMMAND, skipsSlowlog, type RequestStats } from '../util/request-stats.js';
 import type { Slowlog } from './slowlog.js';
+import type { AuthFailures } from './auth-failures.js';
 import type { LimitsConfig } from '../config/types.js';
 import { Transaction, type TxUpstream } from './transaction.js';
 import { isSubscribeCommand, PubSub, type PubSubUpstream } from './pubsub.js';
@@ -55,6 +56,8 @@ export interface Upstream extends TxUpstream, PubSubUpstream {
   denied: ReadonlySet<string>;
   /** FLUSHALL, CONFIG SET and the other admin broadcasts may run */
   adminCommands: boolean;
+  /** failed AUTHs by client address (the cluster's) */
+  authFailures: AuthFailures;
 }
 
 export interface SessionStats {
@@ -86,7 +89,9 @@ export interface Session {
 }
 
 export function runSession(socket: net.Socket, up: Upstream, id: number): Session {
-  const addr = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+  const ip = socket.remoteAddress ?? '?';
+  const addr = `${ip}:${socket.remotePort ?? 0}`;
+  let authFailed = 0; // wrong passwords on this connection
   const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined, addr };
   const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
@@ -328,7 +333,11 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
         for (let b = 0; b < nodes; b++) up.sendToNode(b, 2, INFO_KEYSPACE, sum, b);
         return null;
       }
-      return answerLocal(name, args, client, up.facts);
+      const wasAuthed = client.authed;
+      const answer = answerLocal(name, args, client, up.facts);
+      if ((name === 'auth' || name === 'hello') && answer.subarray(0, 10).toString('latin1') === '-WRONGPASS') return wrongPassword(answer, s);
+      if (client.authed && !wasAuthed) up.authFailures.succeeded(ip);
+      return answer;
     }
     if (isPubSub(spec)) return routePubSub(spec, name, args, req.raw, s);
     if (isBlocking(spec, args)) return routeBlocking(spec, name, args, req.raw, s);
@@ -374,6 +383,19 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       }
     }
     up.send(backend, client.proto, req.raw, target, s, isReadOnly(spec));
+    return null;
+  };
+
+  /**
+   * A wrong password: answered after a wait that grows with the failures from this address (a
+   * guesser is slowed even over many connections); the 10th on one connection closes it.
+   */
+  const wrongPassword = (answer: Buffer, s: number): Buffer | null => {
+    rs.errors[FrontError.auth_failed]++;
+    if (++authFailed >= MAX_AUTH_FAILURES) client.quit = true;
+    const delay = up.authFailures.failed(ip, immediateScheduler.now());
+    if (delay === 0) return answer;
+    session.add(immediateScheduler.schedule(() => target.deliver(s, answer), delay));
     return null;
   };
 
@@ -456,6 +478,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+/** wrong passwords on one connection before it is closed */
+const MAX_AUTH_FAILURES = 10;
 /** what a RESP2 client with subscriptions may send (Redis's rule) */
 const SUBSCRIBED_MODE = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe', 'ping', 'quit', 'reset']);
 /** PING of a RESP2 client in subscribed mode: `*2 pong <arg or "">`, as Redis */

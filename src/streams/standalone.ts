@@ -15,6 +15,7 @@ import type { ProxyFacts } from '../commands/local.js';
 import type { SessionStats, Upstream } from './session.js';
 import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
+import { AuthFailures } from './auth-failures.js';
 import { Slowlog } from './slowlog.js';
 import { FrontError, RequestStats } from '../util/request-stats.js';
 import { startHealth } from './health.js';
@@ -94,6 +95,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
   const up: Upstream = {
     denied: new Set(cfg.denyCommands),
     adminCommands: cfg.adminCommands,
+    authFailures: new AuthFailures(),
     facts,
     limits: cfg.limits,
     logger: log,

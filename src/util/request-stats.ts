@@ -49,6 +49,7 @@ export const FRONT_ERROR_KINDS = [
   'unknown_command', // not in the command table (or an unknown subcommand)
   'wrong_arity', // wrong number of arguments
   'noauth', // a command before AUTH
+  'auth_failed', // a wrong password (AUTH, HELLO AUTH)
   'unsupported', // commands the proxy cannot route (keyless ones)
   'crossslot', // keys on several servers
   'ejected', // the key's server is out of service (health checks)
