@@ -9,6 +9,19 @@ import type { ReplyTarget } from '../sources/backend.js';
 import { answerCluster, answerClusterFlag, type ClusterSelf } from './cluster-self.js';
 import { allCommands, commandCount, commandDocsReply, commandInfoReply, keyIndexes, lookupCommand } from './index.js';
 
+/** A named user: its password and what it may run. */
+export interface ProxyUser {
+  name: string;
+  password: string;
+  readOnly: boolean;
+  denied: ReadonlySet<string>;
+}
+
+/** The users of a cluster's config, by name. */
+export function proxyUsers(users: ReadonlyArray<{ name: string; password: string; readOnly: boolean; denyCommands: readonly string[] }>): Map<string, ProxyUser> {
+  return new Map(users.map((u) => [u.name, { name: u.name, password: u.password, readOnly: u.readOnly, denied: new Set(u.denyCommands) }]));
+}
+
 export interface ClientState {
   id: number;
   name: string | null;
@@ -17,8 +30,10 @@ export interface ClientState {
   libVer: string | null;
   /** set by QUIT: close after this reply */
   quit: boolean;
-  /** false until the client authenticates, when the cluster has a password */
+  /** false until the client authenticates, when the cluster has a password or users */
   authed: boolean;
+  /** the user it authenticated as (undefined: the default user, who may run everything the cluster allows) */
+  user?: ProxyUser;
   /** the client's "ip:port" (SLOWLOG entries) */
   addr: string;
 }
@@ -31,6 +46,8 @@ export interface ProxyFacts {
   startedAt: number;
   /** the password clients must AUTH with (the `default` user's), if any */
   password?: string;
+  /** named users, by name; with users and no `password` the default user is off */
+  users: Map<string, ProxyUser>;
   /** INFO sections the stream layer fills in (clients, stats, backends) */
   infoSections(): Array<[string, Array<[string, string | number]>]>;
   /** the cluster's slow log (SLOWLOG) */
@@ -254,16 +271,29 @@ const clusterSelf = (facts: ProxyFacts): ClusterSelf | undefined =>
 const DEFAULT_USER = Buffer.from('default');
 
 /**
- * Checks credentials for the `default` user, the only user for now. Without a configured
- * password any password is accepted, as Redis's `nopass` default user does. The comparison
- * takes the same time whatever the password's first difference.
+ * Checks credentials: the `default` user with `password` (without a password and without users
+ * any password is accepted, as Redis's `nopass` default user; with users and no password the
+ * default user is off), or a named user. The comparison takes the same time whatever the
+ * password's first difference; an unknown user costs as much as a known one.
  */
 function authenticate(client: ClientState, facts: ProxyFacts, user: Buffer, pass: Buffer): Resp | null {
-  const good = user.equals(DEFAULT_USER) && (facts.password === undefined || sameSecret(pass, facts.password));
+  const name = user.toString('utf8');
+  let good: boolean;
+  let named: ProxyUser | undefined;
+  if (user.equals(DEFAULT_USER)) {
+    good = facts.password === undefined ? facts.users.size === 0 : sameSecret(pass, facts.password);
+  } else {
+    named = facts.users.get(name);
+    const ok = sameSecret(pass, named?.password ?? UNKNOWN_USER_SECRET);
+    good = named !== undefined && ok;
+  }
   if (!good) return err('WRONGPASS invalid username-password pair or user is disabled.');
   client.authed = true;
+  client.user = named;
   return null;
 }
+
+const UNKNOWN_USER_SECRET = '\u0000no such user\u0000';
 
 function sameSecret(given: Buffer, expected: string): boolean {
   const want = Buffer.from(expected, 'utf8');

@@ -15,6 +15,7 @@ import type {
   Config,
   LimitsConfig,
   ServerSpec,
+  UserConfig,
 } from './types.js';
 
 /** A config that cannot be used. `message` lists every problem, one per line. */
@@ -108,6 +109,7 @@ const CLUSTER_KEYS = [
   'deny_commands',
   'admin_commands',
   'backup_request',
+  'users',
   'password',
   'password_env',
   'password_file',
@@ -501,6 +503,52 @@ function parseDenyCommands(scope: Scope, v: unknown): string[] {
   return (v as string[]).map((x) => x.toLowerCase());
 }
 
+const USER_KEYS = ['name', 'password', 'password_env', 'password_file', 'commands', 'deny_commands'] as const;
+
+/** [[clusters.users]]: name, password (or password_env / password_file), commands = "all" | "read-only", deny_commands */
+function parseUsers(scope: Scope, v: unknown, secrets: SecretSources): UserConfig[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) {
+    scope.error('users', `expected an array of tables ([[clusters.users]]), got ${describeValue(v)}`);
+    return [];
+  }
+  const users: UserConfig[] = [];
+  v.forEach((raw, i) => {
+    const s = scope.sub(`users[${i}]`);
+    if (!isTable(raw)) {
+      s.error('', `expected a table, got ${describeValue(raw)}`);
+      return;
+    }
+    warnUnknownKeys(s, raw, USER_KEYS);
+    const name = readOptString(s, raw, 'name', 'a user name');
+    if (name === undefined || !/^[A-Za-z0-9_.@-]{1,64}$/.test(name)) {
+      s.error('name', 'required: 1 to 64 letters, digits, or _ . @ -');
+      return;
+    }
+    if (name === 'default') {
+      s.error('name', '"default" is the user of "password" (AUTH <password>); give this user another name');
+      return;
+    }
+    if (users.some((u) => u.name === name)) {
+      s.error('name', `the user ${JSON.stringify(name)} is defined twice`);
+      return;
+    }
+    const password = parsePassword(s, raw, 'password', secrets);
+    if (password === undefined) {
+      if (raw['password'] === undefined && raw['password_env'] === undefined && raw['password_file'] === undefined) s.error('password', 'required (or password_env / password_file)');
+      return;
+    }
+    const commands = raw['commands'] ?? 'all';
+    if (commands !== 'all' && commands !== 'read-only') {
+      s.error('commands', `expected "all" or "read-only", got ${describeValue(commands)}`);
+      return;
+    }
+    const denied = raw['deny_commands'] === undefined ? [] : parseDenyCommands(s, raw['deny_commands']);
+    users.push({ name, password, readOnly: commands === 'read-only', denyCommands: denied });
+  });
+  return users;
+}
+
 function parseEjectMode(scope: Scope, v: unknown): 'remap' | 'fail_fast' {
   if (v === undefined) return DEFAULTS.ejectMode;
   if (v === 'remap' || v === 'fail_fast') return v;
@@ -641,7 +689,7 @@ function parseCluster(
   const t = raw;
   warnUnknownKeys(scope, t, CLUSTER_KEYS, (key) => {
     if (key === 'auth' || key === 'backend_auth') {
-      return 'ACL users are not supported yet (nothing is enforced from this key); use "password" / "backend_password"';
+      return key === 'auth' ? 'use [[clusters.users]] tables (name, password, commands, deny_commands) and "password" for the default user' : 'use "backend_password" (the proxy AUTHs to every backend with it)';
     }
     return TWEMPROXY_HINTS[key];
   });
@@ -670,6 +718,7 @@ function parseCluster(
   const thread = t['thread'] === undefined ? defThread() : readInt(scope, t, 'thread', { min: 1, max: MAX_THREADS }, 1);
   const cluster: ClusterConfig = {
     name,
+    users: [],
     listenAddr: listen?.addr ?? '',
     listenHost: listen?.host ?? '',
     listenPort: listen?.port ?? 0,
@@ -705,6 +754,7 @@ function parseCluster(
   const password = parsePassword(scope, t, 'password', secrets);
   const backendPassword = parsePassword(scope, t, 'backend_password', secrets);
   if (password !== undefined) cluster.password = password;
+  cluster.users = parseUsers(scope, t['users'], secrets);
   if (backendPassword !== undefined) cluster.backendPassword = backendPassword;
   return cluster;
 }

@@ -41,6 +41,16 @@ export interface LimitsConfig {
   pubsubOutputSoftSeconds: number;
 }
 
+/** A named user (`AUTH user pass`), with what it may run. */
+export interface UserConfig {
+  name: string;
+  password: string;
+  /** only commands that read (the command table's readonly flag), plus connection, transaction and pub/sub commands */
+  readOnly: boolean;
+  /** commands this user may not run (`name` or `name|subcommand`, lower case), besides the cluster's deny list */
+  denyCommands: string[];
+}
+
 export interface ClusterConfig {
   name: string;
   /** "ip:port" */
@@ -82,6 +92,8 @@ export interface ClusterConfig {
   /** FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION LOAD/DELETE/FLUSH, CONFIG GET/SET/RESETSTAT run over every node (else an error naming this setting) */
   adminCommands: boolean;
   password?: string;
+  /** named users; with users and no `password`, the default user is off (clients must AUTH as one of them) */
+  users: UserConfig[];
   backendPassword?: string;
   limits: LimitsConfig;
 }

@@ -19,7 +19,7 @@ import type { SubKind } from './pubsub.js';
 import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
-import type { ProxyFacts } from '../commands/local.js';
+import { proxyUsers, type ProxyFacts } from '../commands/local.js';
 import { RequestStats } from '../util/request-stats.js';
 import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
@@ -423,6 +423,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     port: listener.port,
     startedAt: Date.now(),
     password: cfg.password,
+    users: proxyUsers(cfg.users),
     slowlog,
     cluster: { ip: announceIp, myId, ok: () => slots.coveredSlots === SLOTS },
     infoSections: () => [
@@ -527,6 +528,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       if (intervalChanged) startTopology();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       facts.password = next.password;
+      facts.users = proxyUsers(next.users);
       up.limits = next.limits;
       up.denied = new Set(next.denyCommands);
       up.adminCommands = next.adminCommands;

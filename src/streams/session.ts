@@ -11,7 +11,7 @@ import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { toSocket } from '../sinks/socket-writer.js';
 import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
-import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts } from '../commands/local.js';
+import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts, type ProxyUser } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
 import { broadcastCommands, gatherReplies, planBroadcast } from '../commands/broadcast.js';
 import type { BlockingOwner } from '../sources/blocking-pool.js';
@@ -92,7 +92,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   const ip = socket.remoteAddress ?? '?';
   const addr = `${ip}:${socket.remotePort ?? 0}`;
   let authFailed = 0; // wrong passwords on this connection
-  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined, addr };
+  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined && up.facts.users.size === 0, addr };
   const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
   let seq = 0;
@@ -316,6 +316,12 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       tx.refused();
       return errorFrame(`ERR command '${spec.name}' is denied by this proxy's policy (deny_commands)`);
     }
+    const user = client.user;
+    if (user !== undefined && !userMay(user, spec, name)) {
+      rs.errors[FrontError.denied]++;
+      tx.refused();
+      return errorFrame(`NOPERM User ${user.name} has no permissions to run the '${spec.name}' command`);
+    }
     if (client.proto === 2 && pubsub.active && !SUBSCRIBED_MODE.has(name)) {
       return errorFrame(`ERR Can't execute '${spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`);
     }
@@ -478,6 +484,16 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+/**
+ * What a named user may run: not its denied commands; and a read-only user only commands that
+ * read (the command table's readonly flag), the proxy's own connection commands, transactions
+ * and pub/sub.
+ */
+function userMay(user: ProxyUser, spec: CommandSpec, name: string): boolean {
+  if (user.denied.size > 0 && (user.denied.has(name) || (spec.parent !== undefined && user.denied.has(spec.name)))) return false;
+  return !user.readOnly || spec.readOnly || spec.transaction || spec.pubsub || isLocal(name);
+}
+
 /** wrong passwords on one connection before it is closed */
 const MAX_AUTH_FAILURES = 10;
 /** what a RESP2 client with subscriptions may send (Redis's rule) */

@@ -11,7 +11,7 @@ import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
 import type { Proto } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
-import type { ProxyFacts } from '../commands/local.js';
+import { proxyUsers, type ProxyFacts } from '../commands/local.js';
 import type { SessionStats, Upstream } from './session.js';
 import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
@@ -75,6 +75,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     port: listener.port,
     startedAt: Date.now(),
     password: cfg.password,
+    users: proxyUsers(cfg.users),
     slowlog,
     infoSections: () => [
       ...front.infoSections(),
@@ -166,6 +167,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       health.follow(next);
       facts.password = next.password;
+      facts.users = proxyUsers(next.users);
       up.limits = next.limits;
       up.denied = new Set(next.denyCommands);
       up.adminCommands = next.adminCommands;

@@ -94,6 +94,7 @@ describe('parseConfig: values and defaults', () => {
       denyCommands: [...DEFAULTS.denyCommands],
       adminCommands: false,
       idleTimeout: 0,
+      users: [],
       limits: {
         maxBulkBytes: 512 * 1024 * 1024,
         maxHeaderBytes: 65536,
@@ -513,10 +514,11 @@ describe('parseConfig: warnings', () => {
     assert.ok(warnings[2]!.includes('fnv1a_64'));
   });
 
-  it('warns that ACL users (auth) are not supported', () => {
-    const { warnings } = parse(standalone('auth = "x"'));
-    assert.equal(warnings.length, 1);
-    assert.match(warnings[0]!, /cluster "alpha": auth: unknown key, ignored; ACL users are not supported/);
+  it('points aster HEAD\'s auth and backend_auth keys to [[clusters.users]] and backend_password', () => {
+    const { warnings } = parse(standalone('auth = "x"\nbackend_auth = "y"'));
+    assert.equal(warnings.length, 2);
+    assert.match(warnings[0]!, /cluster "alpha": auth: unknown key, ignored; use \[\[clusters\.users\]\] tables/);
+    assert.match(warnings[1]!, /cluster "alpha": backend_auth: unknown key, ignored; use "backend_password"/);
   });
 
   it('warns that hash_tag is ignored in cluster mode, and drops it', () => {
