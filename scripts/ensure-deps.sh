@@ -6,7 +6,7 @@
 #                 package-lock.json (`npm install` when there is no lockfile).
 #   system tools  redis-server, redis-cli, redis-benchmark (Debian packages
 #                 redis-server, redis-tools) and nutcracker (package nutcracker,
-#                 installs to /usr/sbin). As root with apt-get they are installed
+#                 installs to /usr/sbin), openssl (the TLS tests' certificates). As root with apt-get they are installed
 #                 (`apt-get update` only when the install fails without it). The
 #                 system services these packages start (redis on port 6379,
 #                 nutcracker) are kept from starting and disabled: our tests and
@@ -43,9 +43,11 @@ for tool in redis-server redis-cli redis-benchmark; do
 done
 # /usr/sbin is often not on a non-root user's PATH
 have nutcracker || [ -x /usr/sbin/nutcracker ] || missing="$missing nutcracker"
+# openssl makes the TLS tests' certificates
+have openssl || missing="$missing openssl"
 [ -z "$missing" ] && exit 0
 
-PACKAGES="redis-server redis-tools nutcracker"
+PACKAGES="redis-server redis-tools nutcracker openssl"
 if [ "$(id -u)" -ne 0 ]; then
   say "missing:$missing"
   say "install them as root, e.g. on Debian/Ubuntu:"

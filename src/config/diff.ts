@@ -72,7 +72,8 @@ export function diffConfig(old: Config, next: Config): ConfigDiff {
     }
     const keys = changedKeys(prev, c);
     if (keys.length === 0) diff.unchanged.push(c);
-    else if (keys.some((k) => REPLACING.has(k))) {
+    // TLS on the listener turned on or off needs a new listener (new certificates do not)
+    else if (keys.some((k) => REPLACING.has(k)) || (prev.tls === undefined) !== (c.tls === undefined)) {
       diff.removed.push(prev);
       diff.added.push(c);
     } else diff.reconfigured.push({ old: prev, next: c, keys });

@@ -15,6 +15,8 @@ import type {
   Config,
   LimitsConfig,
   ServerSpec,
+  TlsClientConfig,
+  TlsServerConfig,
   UserConfig,
 } from './types.js';
 
@@ -110,6 +112,8 @@ const CLUSTER_KEYS = [
   'admin_commands',
   'backup_request',
   'users',
+  'tls',
+  'backend_tls',
   'password',
   'password_env',
   'password_file',
@@ -503,6 +507,70 @@ function parseDenyCommands(scope: Scope, v: unknown): string[] {
   return (v as string[]).map((x) => x.toLowerCase());
 }
 
+const TLS_KEYS = ['cert_file', 'key_file', 'ca_file', 'client_auth'] as const;
+const BACKEND_TLS_KEYS = ['enabled', 'ca_file', 'cert_file', 'key_file', 'server_name', 'verify'] as const;
+
+/** the content of a PEM file named by `key` (relative to the config file), or undefined (with an error) */
+function readPem(scope: Scope, t: Table, key: string, secrets: SecretSources, required: boolean): string | undefined {
+  const path = readOptString(scope, t, key, 'a file path');
+  if (path === undefined) {
+    if (required && t[key] === undefined) scope.error(key, 'required');
+    return undefined;
+  }
+  if (secrets.readFile === undefined) {
+    scope.error(key, 'files cannot be read here (the config was not loaded from a file)');
+    return undefined;
+  }
+  try {
+    const text = secrets.readFile(path);
+    if (!text.includes('-----BEGIN ')) {
+      scope.error(key, `${JSON.stringify(path)} is not a PEM file`);
+      return undefined;
+    }
+    return text;
+  } catch (err) {
+    scope.error(key, `cannot read ${JSON.stringify(path)}: ${err instanceof Error ? err.message : String(err)}`);
+    return undefined;
+  }
+}
+
+/** [clusters.tls]: cert_file, key_file (required), ca_file, client_auth */
+function parseTls(scope: Scope, v: unknown, secrets: SecretSources): TlsServerConfig | undefined {
+  if (v === undefined) return undefined;
+  if (!isTable(v)) {
+    scope.error('tls', `expected a table ([clusters.tls]), got ${describeValue(v)}`);
+    return undefined;
+  }
+  const s = scope.sub('tls');
+  warnUnknownKeys(s, v, TLS_KEYS);
+  const cert = readPem(s, v, 'cert_file', secrets, true);
+  const key = readPem(s, v, 'key_file', secrets, true);
+  const ca = readPem(s, v, 'ca_file', secrets, false);
+  const clientAuth = readBool(s, v, 'client_auth', false);
+  if (clientAuth && ca === undefined && v['ca_file'] === undefined) s.error('client_auth', 'needs ca_file: the CAs client certificates are checked against');
+  if (cert === undefined || key === undefined) return undefined;
+  return { cert, key, ...(ca !== undefined ? { ca } : {}), clientAuth };
+}
+
+/** [clusters.backend_tls]: enabled (default true), ca_file, cert_file + key_file, server_name, verify (default true) */
+function parseBackendTls(scope: Scope, v: unknown, secrets: SecretSources): TlsClientConfig | undefined {
+  if (v === undefined) return undefined;
+  if (!isTable(v)) {
+    scope.error('backend_tls', `expected a table ([clusters.backend_tls]), got ${describeValue(v)}`);
+    return undefined;
+  }
+  const s = scope.sub('backend_tls');
+  warnUnknownKeys(s, v, BACKEND_TLS_KEYS);
+  if (!readBool(s, v, 'enabled', true)) return undefined;
+  const ca = readPem(s, v, 'ca_file', secrets, false);
+  const cert = readPem(s, v, 'cert_file', secrets, false);
+  const key = readPem(s, v, 'key_file', secrets, false);
+  if ((v['cert_file'] === undefined) !== (v['key_file'] === undefined)) s.error(v['cert_file'] === undefined ? 'cert_file' : 'key_file', 'cert_file and key_file go together');
+  const serverName = readOptString(s, v, 'server_name', 'a host name');
+  const verify = readBool(s, v, 'verify', true);
+  return { ...(ca !== undefined ? { ca } : {}), ...(cert !== undefined ? { cert } : {}), ...(key !== undefined ? { key } : {}), ...(serverName !== undefined ? { serverName } : {}), verify };
+}
+
 const USER_KEYS = ['name', 'password', 'password_env', 'password_file', 'commands', 'deny_commands'] as const;
 
 /** [[clusters.users]]: name, password (or password_env / password_file), commands = "all" | "read-only", deny_commands */
@@ -755,6 +823,10 @@ function parseCluster(
   const backendPassword = parsePassword(scope, t, 'backend_password', secrets);
   if (password !== undefined) cluster.password = password;
   cluster.users = parseUsers(scope, t['users'], secrets);
+  const tls = parseTls(scope, t['tls'], secrets);
+  if (tls !== undefined) cluster.tls = tls;
+  const backendTls = parseBackendTls(scope, t['backend_tls'], secrets);
+  if (backendTls !== undefined) cluster.backendTls = backendTls;
   if (backendPassword !== undefined) cluster.backendPassword = backendPassword;
   return cluster;
 }

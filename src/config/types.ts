@@ -41,6 +41,31 @@ export interface LimitsConfig {
   pubsubOutputSoftSeconds: number;
 }
 
+/** TLS on the listener: the proxy's certificate, and optionally client certificates it verifies. */
+export interface TlsServerConfig {
+  /** PEM, read from `cert_file` */
+  cert: string;
+  /** PEM, read from `key_file` */
+  key: string;
+  /** PEM, read from `ca_file`: the CAs client certificates are checked against */
+  ca?: string;
+  /** clients must present a certificate signed by `ca` */
+  clientAuth: boolean;
+}
+
+/** TLS to the backends. */
+export interface TlsClientConfig {
+  /** PEM CAs the backends' certificates are checked against (default: the system's) */
+  ca?: string;
+  /** a client certificate and key (PEM), when the backends ask for one */
+  cert?: string;
+  key?: string;
+  /** SNI and the name checked in the backend's certificate (default: the backend's host) */
+  serverName?: string;
+  /** check the backend's certificate (default true) */
+  verify: boolean;
+}
+
 /** A named user (`AUTH user pass`), with what it may run. */
 export interface UserConfig {
   name: string;
@@ -95,6 +120,10 @@ export interface ClusterConfig {
   /** named users; with users and no `password`, the default user is off (clients must AUTH as one of them) */
   users: UserConfig[];
   backendPassword?: string;
+  /** TLS on the listener (`[clusters.tls]`) */
+  tls?: TlsServerConfig;
+  /** TLS to every backend (`[clusters.backend_tls]`) */
+  backendTls?: TlsClientConfig;
   limits: LimitsConfig;
 }
 

@@ -1,6 +1,6 @@
 import type { Observable } from 'rxjs';
 import type { Logger } from 'pino';
-import type { ServerSpec } from '../config/types.js';
+import type { ServerSpec, TlsClientConfig } from '../config/types.js';
 import type { Proto } from '../protocol/encode.js';
 import type { ReplyLimits } from '../protocol/reply-decoder.js';
 import { BackendConnection, type BackendErrorKind } from './backend.js';
@@ -17,6 +17,8 @@ export interface PoolSettings {
   password?: string;
   /** every connection sends READONLY first (reads from cluster replicas) */
   readOnly?: boolean;
+  /** TLS to the backends */
+  tls?: TlsClientConfig;
   limits: ReplyLimits;
 }
 
@@ -26,6 +28,7 @@ const sameSettings = (a: PoolSettings, b: PoolSettings): boolean =>
   a.keepAliveSec === b.keepAliveSec &&
   a.password === b.password &&
   a.readOnly === b.readOnly &&
+  JSON.stringify(a.tls) === JSON.stringify(b.tls) &&
   a.limits.maxBulkBytes === b.limits.maxBulkBytes &&
   a.limits.maxDepth === b.limits.maxDepth;
 
@@ -111,6 +114,7 @@ export class BackendPool {
       password: st.password,
       readOnly: st.readOnly,
       oneShot,
+      tls: st.tls,
       limits: st.limits,
       ticks$: this.ticks$,
       scheduler: immediateScheduler,

@@ -9,7 +9,8 @@ import { errorFrame } from '../protocol/encode.js';
 import { ReplyProtocolError, type ReplyLimits } from '../protocol/reply-decoder.js';
 import { Fifo } from '../util/fifo.js';
 import type { BackendErrorCause, BackendStats } from '../util/request-stats.js';
-import { connectTcp, fromSocket } from './socket.js';
+import { connectTcp, fromSocket, onReady } from './socket.js';
+import type { TlsClientConfig } from '../config/types.js';
 
 /** Where a reply goes: a client session's reorder buffer, or a multi-key aggregate. */
 export interface ReplyTarget {
@@ -66,6 +67,8 @@ export interface BackendOptions {
   proto: 2 | 3;
   /** sent with AUTH on every new connection */
   password?: string;
+  /** TLS to the backend */
+  tls?: TlsClientConfig;
   /** send READONLY on every new connection: a cluster replica then serves reads of its master's slots */
   readOnly?: boolean;
   limits: ReplyLimits;
@@ -202,7 +205,7 @@ export class BackendConnection {
 
   private open(): void {
     const { opts } = this;
-    const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec });
+    const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) });
     const out$ = new Subject<Buffer>();
     const conn = new Subscription();
     this.socket = socket;
@@ -243,7 +246,7 @@ export class BackendConnection {
       if (this._state !== 'up') this.fail(`connect timeout (${opts.connectTimeoutMs} ms)`, true, 'connect');
     }, opts.connectTimeoutMs);
     conn.add(this.connectTimer);
-    socket.once('connect', () => {
+    onReady(socket, () => {
       this.connectTimer?.unsubscribe();
       this._state = 'up';
       this.out$ = out$;

@@ -133,6 +133,7 @@ export class BlockingPool {
       password: st.password,
       readOnly: st.readOnly,
       oneShot: true,
+      tls: st.tls,
       limits: st.limits,
       ticks$: this.ticks$,
       scheduler: immediateScheduler,

@@ -2,6 +2,7 @@ import type net from 'node:net';
 import { Observable } from 'rxjs';
 import type { PingOutcome } from '../operators/health-check.js';
 import { connectTcp } from './socket.js';
+import type { TlsClientConfig } from '../config/types.js';
 
 export interface PingerOptions {
   host: string;
@@ -9,6 +10,8 @@ export interface PingerOptions {
   /** sent with AUTH first on each new connection */
   password?: string;
   keepAliveSec: number;
+  /** TLS to the server */
+  tls?: TlsClientConfig;
 }
 
 const PING = Buffer.from('*1\r\n$4\r\nPING\r\n');
@@ -79,7 +82,7 @@ export class Pinger {
   }
 
   private connect(): net.Socket {
-    const socket = connectTcp({ host: this.opts.host, port: this.opts.port, keepAliveSec: this.opts.keepAliveSec });
+    const socket = connectTcp({ host: this.opts.host, port: this.opts.port, keepAliveSec: this.opts.keepAliveSec, ...(this.opts.tls !== undefined ? { tls: this.opts.tls } : {}) });
     this.socket = socket;
     this.buf = '';
     // the listeners stay on a socket given up on, so its late events are dropped, never thrown

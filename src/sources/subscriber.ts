@@ -6,7 +6,8 @@ import { decodeReplies } from '../operators/decode-replies.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import type { ReplyLimits } from '../protocol/reply-decoder.js';
 import type { Proto } from '../protocol/encode.js';
-import { connectTcp, fromSocket } from './socket.js';
+import { connectTcp, fromSocket, onReady } from './socket.js';
+import type { TlsClientConfig } from '../config/types.js';
 import { immediateScheduler } from './scheduler.js';
 
 export interface SubscriberOptions {
@@ -15,6 +16,7 @@ export interface SubscriberOptions {
   label: string;
   proto: Proto;
   password?: string;
+  tls?: TlsClientConfig;
   connectTimeoutMs: number;
   keepAliveSec: number;
   limits: ReplyLimits;
@@ -32,7 +34,7 @@ export interface SubscriberOptions {
 export function openSubscriber(
   node: { host: string; port: number; addr: string; alias?: string },
   proto: Proto,
-  settings: { password?: string; connectTimeoutMs: number; keepAliveSec: number; limits: ReplyLimits },
+  settings: { password?: string; tls?: TlsClientConfig; connectTimeoutMs: number; keepAliveSec: number; limits: ReplyLimits },
   logger: Logger,
   events: Pick<SubscriberOptions, 'onFrame' | 'onUp' | 'onDown'>,
 ): SubscriberConnection {
@@ -42,6 +44,7 @@ export function openSubscriber(
     label: node.alias ?? node.addr,
     proto,
     ...(settings.password !== undefined ? { password: settings.password } : {}),
+    ...(settings.tls !== undefined ? { tls: settings.tls } : {}),
     connectTimeoutMs: settings.connectTimeoutMs,
     keepAliveSec: settings.keepAliveSec,
     limits: settings.limits,
@@ -64,7 +67,7 @@ export class SubscriberConnection {
   private _state: 'connecting' | 'up' | 'closed' = 'connecting';
 
   constructor(private readonly opts: SubscriberOptions) {
-    const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec });
+    const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) });
     this.socket = socket;
     this.conn.add(this.out$.pipe(coalesceWrites(opts.scheduler)).subscribe((buf) => socket.write(buf)));
     this.conn.add(
@@ -84,7 +87,7 @@ export class SubscriberConnection {
     // setup first on the wire: its answers are counted off before anything reaches onFrame
     if (opts.password !== undefined) this.setup(['AUTH', opts.password]);
     if (opts.proto === 3) this.setup(['HELLO', '3']);
-    socket.once('connect', () => {
+    onReady(socket, () => {
       if (this.setupLeft === 0) this.up();
     });
   }

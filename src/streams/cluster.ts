@@ -52,6 +52,7 @@ const poolSettings = (cfg: ClusterConfig, readOnly: boolean): PoolSettings => ({
   connectTimeoutMs: cfg.writeTimeout,
   keepAliveSec: cfg.tcpKeepalive,
   password: cfg.backendPassword,
+  tls: cfg.backendTls,
   readOnly,
   limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
 });
@@ -407,7 +408,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   syncPools();
 
   // ---- clients ---------------------------------------------------------------------------------
-  const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
+  const listener = await listenTcp(cfg.listenHost, cfg.listenPort, cfg.tls).catch((err: unknown) => {
     topology.unsubscribe();
     redirecting.unsubscribe();
     hedging.unsubscribe();
@@ -528,6 +529,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       if (intervalChanged) startTopology();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       facts.password = next.password;
+      listener.setTls(next.tls);
       facts.users = proxyUsers(next.users);
       up.limits = next.limits;
       up.denied = new Set(next.denyCommands);

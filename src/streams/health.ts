@@ -57,7 +57,7 @@ const checkSettings = (s: ServerSpec, c: ClusterConfig): string =>
   JSON.stringify([s.host, s.port, label(s), c.pingFailLimit, c.pingSuccInterval, c.pingInterval, c.readTimeout, c.tcpKeepalive, c.backendPassword ?? null]);
 
 const pinger = (s: ServerSpec, c: ClusterConfig): Prober =>
-  new Pinger({ host: s.host, port: s.port, password: c.backendPassword, keepAliveSec: c.tcpKeepalive });
+  new Pinger({ host: s.host, port: s.port, password: c.backendPassword, keepAliveSec: c.tcpKeepalive, ...(c.backendTls !== undefined ? { tls: c.backendTls } : {}) });
 
 /**
  * Health checks of a standalone cluster: one `healthCheck` stream per server, fed by PINGs (a

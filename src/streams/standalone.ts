@@ -30,6 +30,7 @@ const poolSettings = (cfg: ClusterConfig): PoolSettings => ({
   connectTimeoutMs: cfg.writeTimeout,
   keepAliveSec: cfg.tcpKeepalive,
   password: cfg.backendPassword,
+  tls: cfg.backendTls,
   limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
 });
 
@@ -59,7 +60,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     }
   };
   countBackends();
-  const listener = await listenTcp(cfg.listenHost, cfg.listenPort).catch((err: unknown) => {
+  const listener = await listenTcp(cfg.listenHost, cfg.listenPort, cfg.tls).catch((err: unknown) => {
     health.close();
     pool.close();
     throw err;
@@ -167,6 +168,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       health.follow(next);
       facts.password = next.password;
+      listener.setTls(next.tls);
       facts.users = proxyUsers(next.users);
       up.limits = next.limits;
       up.denied = new Set(next.denyCommands);
