@@ -13,7 +13,13 @@ export function tooManyBlocked(max: number, server: string): Buffer {
   return errorFrame(`ERR too many blocked clients on backend ${server} (max_blocking_connections = ${max})`);
 }
 
-const ASKING = encodeCommand(['ASKING']);
+/**
+ * Sent just before WAIT on its connection: a write that is replicated (and touches no key), so
+ * that the connection's replication offset is the master's now, past every write the client
+ * made over the shared connections (all answered before WAIT is sent), and WAIT counts the
+ * replicas that have them. A fresh connection that wrote nothing would count every replica.
+ */
+export const WAIT_MARK = encodeCommand(['PUBLISH', '__aster-proxy:wait', '']);
 const CANCELLED = errorFrame('ERR blocking command cancelled: the client closed its connection');
 const IGNORE: ReplyTarget = { deliver: () => undefined };
 
@@ -55,7 +61,7 @@ export class BlockingPool {
    * Sends one blocking command to `server`; its reply goes to `target.deliver(seq, ...)`. False
    * (nothing sent) when `maxPerServer` connections of that server are in use already.
    */
-  send(server: PoolServer, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner, stats: BackendStats | null, asking = false): boolean {
+  send(server: PoolServer, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner, stats: BackendStats | null, before?: Buffer): boolean {
     const key = `${server.addr}|${proto}`;
     const used = this.busy.get(server.addr) ?? 0;
     if (used >= this.maxPerServer) return false;
@@ -77,7 +83,8 @@ export class BlockingPool {
       target.deliver(seq, CANCELLED);
     };
     owner.add(cancel);
-    if (asking) conn.send(ASKING, IGNORE, -1);
+    // a command that must go just before on the same connection (ASKING; a write before WAIT), its answer dropped
+    if (before !== undefined) conn.send(before, IGNORE, -1);
     conn.send(
       raw,
       {

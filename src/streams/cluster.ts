@@ -16,7 +16,7 @@ import { isConnectionError, type ReplyTarget } from '../sources/backend.js';
 import { BackendPool, type PoolServer, type PoolSettings } from '../sources/backend-pool.js';
 import { openSubscriber, type SubscriberOptions } from '../sources/subscriber.js';
 import type { SubKind } from './pubsub.js';
-import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
+import { BlockingPool, tooManyBlocked, WAIT_MARK, type BlockingOwner } from '../sources/blocking-pool.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
 import { proxyUsers, type ProxyFacts } from '../commands/local.js';
@@ -295,7 +295,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     a.onReplica = false;
     if (a.owner !== undefined) {
       if (pool.state(node.addr) === 'down') refresh('node down');
-      if (!blocking.send(node, a.proto, a.raw, a, a.seq, a.owner, stats.requests.backend(node.addr), asking)) a.target.deliver(a.seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
+      if (!blocking.send(node, a.proto, a.raw, a, a.seq, a.owner, stats.requests.backend(node.addr), asking ? ASKING : undefined)) a.target.deliver(a.seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
       return;
     }
     const c = conn(node, a.proto);
@@ -504,7 +504,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
       const node = slots.masters()[i];
       if (node === undefined) target.deliver(seq, NO_MAP);
-      else if (!blocking.send(node, proto, raw, target, seq, owner, stats.requests.backend(node.addr))) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
+      else if (!blocking.send(node, proto, raw, target, seq, owner, stats.requests.backend(node.addr), WAIT_MARK)) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
     },
     send(slot: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, readOnly: boolean) {
       dispatch(new Attempt(slot, proto, raw, target, seq, readOnly, onError));

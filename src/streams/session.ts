@@ -242,7 +242,9 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   /** runs `req` (read at `at`), unless it must wait for the other lane: then it starts the queue */
   const run = (req: Request, at: number): void => {
     const spec = lookupCommand(req.args);
-    const reqLane = spec !== undefined && spec.name !== 'quit' && tx.wants(spec) ? 1 : 0;
+    // WAIT is a lane of its own: it goes once every earlier request is answered (their writes
+    // made), and what follows waits for it, as on a Redis connection
+    const reqLane = spec === undefined ? 0 : spec.name === 'wait' ? 2 : spec.name !== 'quit' && tx.wants(spec) ? 1 : 0;
     if (reqLane !== lane) {
       if (emitted < seq) {
         queue = [{ req, at }];
