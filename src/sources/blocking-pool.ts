@@ -23,7 +23,7 @@ export const WAIT_MARK = encodeCommand(['PUBLISH', '__aster-proxy:wait', '']);
 const CANCELLED = errorFrame('ERR blocking command cancelled: the client closed its connection');
 const IGNORE: ReplyTarget = { deliver: () => undefined };
 
-/** idle blocking connections kept per server and protocol for the next blocking command */
+/** idle blocking connections kept per server and per RESP version for the next blocking command */
 const KEEP_IDLE = 4;
 
 /** Who is waiting on blocking commands: a client session. Its cancels run when it leaves. */
