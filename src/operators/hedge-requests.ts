@@ -70,6 +70,8 @@ export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): 
       const races = new Map<number, Race<T>>();
       const waiting = new Fifo<Race<T>>(64);
       let timer: Subscription | undefined;
+      /** when the armed timer fires */
+      let timerDue = Infinity;
       let ewma = -1;
       let tokens = opts().burst ?? 10;
 
@@ -81,6 +83,7 @@ export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): 
       /** backups for the races past their deadline; the timer for the next one */
       const check = (): void => {
         timer = undefined;
+        timerDue = Infinity;
         const now = scheduler.now();
         const limit = threshold();
         for (let r = waiting.peek(); r !== undefined; r = waiting.peek()) {
@@ -91,6 +94,7 @@ export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): 
           const due = r.sentAt + limit;
           if (due > now) {
             timer = scheduler.schedule(check, due - now);
+            timerDue = due;
             return;
           }
           waiting.shift();
@@ -102,6 +106,18 @@ export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): 
             subscriber.next({ kind: 'exhausted', id: r.id });
           }
         }
+      };
+
+      /**
+       * the timer follows the threshold: when it went down (fast answers after a slow spell), the
+       * oldest waiting race may be due before the armed timer fires
+       */
+      const rearm = (): void => {
+        const head = waiting.peek();
+        if (head === undefined || threshold() === Infinity) return;
+        if (timer !== undefined && head.sentAt + threshold() >= timerDue) return;
+        timer?.unsubscribe();
+        check();
       };
 
       const settle = (r: Race<T>, from: 'primary' | 'backup', value: T): void => {
@@ -117,14 +133,16 @@ export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): 
             waiting.push(r);
             const { burst = 10, budgetPercent } = opts();
             tokens = Math.min(burst, tokens + budgetPercent / 100);
-            if (timer === undefined && threshold() !== Infinity) check();
+            rearm();
             return;
           }
           const r = races.get(e.id);
           if (r === undefined) return;
           if (e.from === 'primary') {
             r.primaryDone = true;
-            if (e.ok) {
+            // (an answer slower than a replica's that already won tells of a stall, not of the
+            // usual latency: it would lift the threshold over the next stall)
+            if (e.ok && !(r.settled && r.backup)) {
               const ms = scheduler.now() - r.sentAt;
               ewma = ewma < 0 ? ms : ewma + EWMA_WEIGHT * (ms - ewma);
             }
@@ -139,8 +157,8 @@ export function hedgeRequests<T>(options: HedgeOptions | (() => HedgeOptions)): 
             else r.failed ??= { from: e.from, value: e.value };
           }
           if (r.primaryDone && (!r.backup || r.backupDone)) races.delete(r.id);
-          // the first sample starts the clock for the races already waiting
-          if (timer === undefined && waiting.length > 0 && threshold() !== Infinity) check();
+          // the first sample starts the clock for the races already waiting; a lower threshold brings it forward
+          rearm();
         },
         error: (err: unknown) => subscriber.error(err),
         complete: () => subscriber.complete(),

@@ -370,12 +370,6 @@ ${backup === null ? '' : `[clusters.backup_request]\n${backup}\n`}`;
 
   it(
     'without trigger_slow_ms, once fast answers have brought the moving average down again after a slow spell, a slowed master is backed up at once',
-    {
-      todo:
-        'hedgeRequests arms its one timer for the oldest waiting race under the threshold of that moment and only re-arms it when it fires: ' +
-        'after a slow spell (the master\'s late answers push the average, and so the threshold, to about 2.5 s) the first fast read arms the timer about 2.5 s ahead; ' +
-        'the fast answers that follow bring the threshold back to ~1 ms, but reads sent before that stale timer fires get no backup (they wait ~900 ms for the master)',
-    },
     async () => {
       const p = await proxyWith('bk_rearm', 'enabled = true\nmultiplier = 2.0\nbudget_percent = 100');
       const m = cluster.masters[1];

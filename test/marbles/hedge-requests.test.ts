@@ -1,5 +1,5 @@
 import { describe, it } from 'node:test';
-import { map } from 'rxjs';
+import { map, tap } from 'rxjs';
 import { hedgeRequests, type HedgeAction, type HedgeEvent } from '../../src/operators/hedge-requests.js';
 import { testScheduler } from './helpers.js';
 
@@ -52,6 +52,21 @@ describe('hedgeRequests', () => {
   it('follows recent master latency without trigger_slow_ms: multiplier times the moving average', () =>
     // request 1 answered after 3 frames: threshold 6; request 2 sent at 5 gets its backup at 11
     run('s--p-t------q|', '---p-------Cq|', { triggerMs: undefined, multiplier: 2, minMs: 1 }));
+
+  it('brings the timer forward when the threshold goes down (a reload, or fast answers after a slow spell)', () => {
+    const ts = testScheduler();
+    ts.run(({ hot, expectObservable }) => {
+      let triggerMs = 20;
+      const events = hot('s--t----|', ev).pipe(
+        tap((e) => {
+          if (e.kind === 'sent' && e.id === 2) triggerMs = 2; // lowered before request 2 arrives
+        }),
+      );
+      const out = events.pipe(hedgeRequests<string>(() => ({ triggerMs, multiplier: 2, minMs: 1, budgetPercent: 10, scheduler: ts })), map(letter));
+      // request 1's timer was armed for frame 20; at 3 it is due already, request 2 at 5
+      expectObservable(out).toBe('---B-C--|', vals);
+    });
+  });
 
   it('unsubscribed mid-race: the timer is cancelled, no backup goes out', () => run('s-----', '------', {}, '^-!'));
 });
