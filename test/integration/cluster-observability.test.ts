@@ -103,7 +103,7 @@ describe('cluster mode with workers', () => {
     await stopAll();
   });
 
-  it('serves the cluster from thread = 2 workers on one port (the CLI, as deployed)', { timeout: 60_000 }, async () => {
+  it('serves the cluster from thread = 2 workers on one port (the CLI, as deployed)', { timeout: 120_000 }, async () => {
     cluster = await startCluster({ replicasPerMaster: 0 });
     const port = await freePort();
     dir = fs.mkdtempSync(join(os.tmpdir(), 'aster-wc-'));
@@ -122,7 +122,7 @@ servers = [${cluster.addrs().map((a) => JSON.stringify(a)).join(', ')}]
     let log = '';
     child = spawn(process.execPath, [BIN, '-c', file, '--ip', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'], env });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (log += d));
-    const clients = Array.from({ length: 4 }, () => new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => 100 }));
+    const clients = Array.from({ length: 4 }, () => new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => 100, commandTimeout: 3000 }));
     for (const c of clients) c.on('error', () => undefined); // refused until the workers listen
     try {
       await waitFor(
@@ -130,7 +130,7 @@ servers = [${cluster.addrs().map((a) => JSON.stringify(a)).join(', ')}]
           const infos = await Promise.all(clients.map(async (c) => String(await c.call('CLUSTER', 'INFO').catch(() => ''))));
           return infos.every((i) => i.includes('cluster_state:ok'));
         },
-        20_000,
+        60_000,
         'every client sees a ready proxy',
       ).catch((err: unknown) => {
         throw new Error(`${String(err)}\nproxy log:\n${log.slice(-2000)}`);
