@@ -387,7 +387,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     for (let i = 1; i < keys.length; i++) {
       if (up.backendFor(args[keys[i]]) !== backend) {
         rs.errors[FrontError.crossslot]++;
-        return up.facts.mode === 'cluster' ? CROSSSLOT_CLUSTER : errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
+        return crossSlot(spec);
       }
     }
     up.send(backend, client.proto, req.raw, target, s, isReadOnly(spec));
@@ -427,6 +427,10 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     return null;
   };
 
+  /** keys of one request on several servers (slots in cluster mode) */
+  const crossSlot = (spec: CommandSpec): Buffer =>
+    up.facts.mode === 'cluster' ? CROSSSLOT_CLUSTER : errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
+
   /** BLPOP & co over a connection of their own (WAIT: every node's, the least count) */
   const routeBlocking = (spec: CommandSpec, name: string, args: readonly Buffer[], raw: Buffer, s: number): Buffer | null => {
     if (name === 'wait') {
@@ -442,7 +446,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     for (let i = 1; i < keys.length; i++) {
       if (up.backendFor(args[keys[i]]) !== backend) {
         rs.errors[FrontError.crossslot]++;
-        return up.facts.mode === 'cluster' ? CROSSSLOT_CLUSTER : errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
+        return crossSlot(spec);
       }
     }
     up.sendBlocking(backend, client.proto, raw, target, s, blockedOn);
