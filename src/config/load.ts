@@ -83,6 +83,9 @@ export const DEFAULTS = {
     pubsubOutputHardBytes: 32 * 1024 * 1024,
     pubsubOutputSoftBytes: 8 * 1024 * 1024,
     pubsubOutputSoftSeconds: 60,
+    outputHardBytes: 0,
+    outputSoftBytes: 0,
+    outputSoftSeconds: 0,
   } satisfies LimitsConfig,
 } as const;
 
@@ -123,7 +126,7 @@ const CLUSTER_KEYS = [
   'limits',
 ] as const;
 const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent'] as const;
-const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds'] as const;
+const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds', 'output_hard_bytes', 'output_soft_bytes', 'output_soft_seconds'] as const;
 
 /** Keys from twemproxy (nutcracker.yml) that users bring along, and what to write instead. */
 const TWEMPROXY_HINTS: Record<string, string> = {
@@ -715,6 +718,9 @@ function parseLimits(scope: Scope, v: unknown): LimitsConfig {
     pubsubOutputHardBytes: readInt(s, v, 'pubsub_output_hard_bytes', { min: 1, unit: 'bytes' }, d.pubsubOutputHardBytes),
     pubsubOutputSoftBytes: readInt(s, v, 'pubsub_output_soft_bytes', { min: 1, unit: 'bytes' }, d.pubsubOutputSoftBytes),
     pubsubOutputSoftSeconds: readInt(s, v, 'pubsub_output_soft_seconds', { min: 0, unit: 'seconds' }, d.pubsubOutputSoftSeconds),
+    outputHardBytes: readInt(s, v, 'output_hard_bytes', { min: 0, unit: 'bytes' }, d.outputHardBytes),
+    outputSoftBytes: readInt(s, v, 'output_soft_bytes', { min: 0, unit: 'bytes' }, d.outputSoftBytes),
+    outputSoftSeconds: readInt(s, v, 'output_soft_seconds', { min: 0, unit: 'seconds' }, d.outputSoftSeconds),
   };
 }
 

@@ -39,6 +39,10 @@ export interface LimitsConfig {
   /** ... or with more than this many for longer than `pubsubOutputSoftSeconds` (Redis: 8 MB for 60 s) */
   pubsubOutputSoftBytes: number;
   pubsubOutputSoftSeconds: number;
+  /** the same for the other clients; 0 = no limit (Redis's default for normal clients) */
+  outputHardBytes: number;
+  outputSoftBytes: number;
+  outputSoftSeconds: number;
 }
 
 /** TLS on the listener: the proxy's certificate, and optionally client certificates it verifies. */

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { merge, Subject, Subscription, takeWhile, tap } from 'rxjs';
+import { merge, Subject, Subscription, takeWhile, tap, type Observer } from 'rxjs';
 import type { Logger } from 'pino';
 import { decodeRequests } from '../operators/decode-requests.js';
 import { inOrder, type Slot } from '../operators/in-order.js';
@@ -128,6 +128,17 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     session.unsubscribe();
   });
 
+  // the socket sink, with the output-buffer check after each write (what is left unsent counts)
+  const sink = toSocket(socket);
+  const toClient: Observer<Buffer> = {
+    next: (buf) => {
+      sink.next(buf);
+      if (up.limits.outputHardBytes > 0 || up.limits.outputSoftBytes > 0) checkOutput(immediateScheduler.now());
+    },
+    error: (err: unknown) => sink.error(err),
+    complete: () => sink.complete(),
+  };
+
   // pub/sub messages: out of band, after the replies in order (merged below). A message is held
   // while the confirmation of the subscription it may belong to has not left yet.
   const pushes$ = new Subject<Buffer>();
@@ -187,7 +198,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       pushes$,
     )
       .pipe(coalesceWrites(immediateScheduler), tap(recordTimes))
-      .subscribe(toSocket(socket)),
+      .subscribe(toClient),
   );
 
   /** stop reading; close once every request read so far is answered */
@@ -212,6 +223,26 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     inFlight.release(emitted);
     written = emitted;
   }
+
+  /**
+   * The normal clients' output-buffer limit (off by default, as in Redis): a client whose unread
+   * replies pass `output_hard_bytes`, or `output_soft_bytes` for `output_soft_seconds`, is
+   * disconnected. (Subscribers have their own limit, in `push`.)
+   */
+  let outSoftSince = 0;
+  const checkOutput = (now: number): void => {
+    if (pubsub.active) return;
+    const lim = up.limits;
+    const buffered = socket.writableLength;
+    const soft = lim.outputSoftBytes > 0 && buffered > lim.outputSoftBytes;
+    if ((lim.outputHardBytes > 0 && buffered > lim.outputHardBytes) || (soft && outSoftSince > 0 && now - outSoftSince > lim.outputSoftSeconds * 1000)) {
+      rs.errors[FrontError.output_limit]++;
+      up.logger.warn({ client: id, addr: client.addr, buffered }, 'client over the output-buffer limit: disconnected');
+      socket.destroy();
+      return;
+    }
+    outSoftSince = soft ? outSoftSince || now : 0;
+  };
 
   const logSlow = (s: number, cmd: number, us: number): void => {
     const req = inFlight.request(s);

@@ -103,6 +103,9 @@ describe('parseConfig: values and defaults', () => {
         pubsubOutputHardBytes: 32 * 1024 * 1024,
         pubsubOutputSoftBytes: 8 * 1024 * 1024,
         pubsubOutputSoftSeconds: 60,
+        outputHardBytes: 0,
+        outputSoftBytes: 0,
+        outputSoftSeconds: 0,
       },
     });
     assert.equal('hashTag' in c, false);
@@ -186,6 +189,9 @@ max_reply_depth = 64
       pubsubOutputHardBytes: 32 * 1024 * 1024,
       pubsubOutputSoftBytes: 8 * 1024 * 1024,
       pubsubOutputSoftSeconds: 60,
+      outputHardBytes: 0,
+      outputSoftBytes: 0,
+      outputSoftSeconds: 0,
     });
   });
 
