@@ -176,14 +176,20 @@ export class BackendConnection {
     this.retry?.unsubscribe();
   }
 
+  /** the connection answered: it works, and the next loss reconnects at once */
+  private proven(): void {
+    if (this.attempts > 0 && this.lastLogged === '') this.opts.logger.info({ backend: this.opts.label }, 'backend reconnected');
+    this.attempts = 0;
+  }
+
   private setupCheck(what: string): ReplyTarget {
     return {
       deliver: (_seq, frame) => {
         if (frame[0] !== 0x2d /* - */) {
           if (what === 'AUTH') {
-            this.attempts = 0; // usable: the next loss reconnects at once
             if (this.lastLogged !== '') this.opts.logger.info({ backend: this.opts.label }, 'backend accepts the proxy\'s AUTH again');
             this.lastLogged = '';
+            this.proven();
           }
           return;
         }
@@ -234,7 +240,10 @@ export class BackendConnection {
               const kind = healthErrorKind(frame);
               if (kind !== undefined) this.opts.onBackendError(kind);
             }
-            if (this.stats !== null && p.seq !== SETUP) this.stats.reply(this.chunkAt - p.sentAt, frame);
+            if (p.seq !== SETUP) {
+              if (this.attempts !== 0) this.proven();
+              if (this.stats !== null) this.stats.reply(this.chunkAt - p.sentAt, frame);
+            }
             p.target.deliver(p.seq, frame);
             if (this.draining && this.pending.length === 0) this.close();
           },
@@ -250,9 +259,6 @@ export class BackendConnection {
       this.connectTimer?.unsubscribe();
       this._state = 'up';
       this.out$ = out$;
-      if (this.attempts > 0 && this.lastLogged === '') opts.logger.info({ backend: opts.label }, 'backend reconnected');
-      // with a password, the connection is usable only once AUTH succeeds (setupCheck)
-      if (opts.password === undefined) this.attempts = 0;
     });
     // connection setup goes first on the wire; a failure is logged and the client requests
     // then get the backend's own error (NOAUTH...), never a reply meant for another request
@@ -285,7 +291,7 @@ export class BackendConnection {
     if (cause === 'auth') {
       if (reason !== this.lastLogged) this.opts.logger.error({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend refused the proxy: its requests fail fast until it accepts the password');
       this.lastLogged = reason;
-    } else if (reconnect && (wasUp || this.attempts === 0)) {
+    } else if (reconnect && this.attempts === 0) {
       this.lastLogged = '';
       this.opts.logger.warn({ backend: this.opts.label, reason, failed: this.pending.length }, 'backend connection lost; its requests fail fast until it is back');
     }
@@ -309,7 +315,9 @@ export class BackendConnection {
     // a timeout or a protocol error on a live connection reconnects at once; a refused one backs off
     const min = this.opts.backoffMinMs ?? 50;
     const max = this.opts.backoffMaxMs ?? 2000;
-    const delay = wasUp ? 0 : Math.min(max, min * 2 ** Math.min(this.attempts, 16));
+    // (a connection lost again before it answered anything backs off too: a server that accepts
+    // and drops, or is full, must not get a reconnect storm)
+    const delay = wasUp && this.attempts === 0 ? 0 : Math.min(max, min * 2 ** Math.min(this.attempts, 16));
     this.attempts++;
     this.retry?.unsubscribe();
     this.retry = this.opts.scheduler.schedule(() => {

@@ -92,6 +92,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   const ip = socket.remoteAddress ?? '?';
   const addr = `${ip}:${socket.remotePort ?? 0}`;
   let authFailed = 0; // wrong passwords on this connection
+  let closeHard = false; // close the socket after the last reply (protocol error, QUIT), not only our half
   const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined && up.facts.users.size === 0, addr };
   const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
@@ -136,7 +137,12 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       if (up.limits.outputHardBytes > 0 || up.limits.outputSoftBytes > 0) checkOutput(immediateScheduler.now());
     },
     error: (err: unknown) => sink.error(err),
-    complete: () => sink.complete(),
+    complete: () => {
+      sink.complete();
+      // after a protocol error or QUIT the proxy closes, as Redis: a client that keeps its side
+      // open would otherwise keep the session (and its place under maxclients)
+      if (closeHard && !socket.destroyed) socket.once('finish', () => socket.destroy());
+    },
   };
 
   // pub/sub messages: out of band, after the replies in order (merged below). A message is held
@@ -298,7 +304,10 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     }
     if (limits.preAuth === true && client.authed) Object.assign(limits, up.limits, { preAuth: false });
     if (frame !== null) target.deliver(s, frame);
-    if (client.quit) end();
+    if (client.quit) {
+      closeHard = true;
+      end();
+    }
   };
 
   /** every earlier request is answered: run the queued ones (until one must wait again) */
@@ -322,6 +331,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     inFlight.add(at, undefined);
     const s = seq++;
     ending = true;
+    closeHard = true;
     target.deliver(s, errorFrame('ERR ' + err.message));
   };
 
