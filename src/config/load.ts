@@ -80,6 +80,7 @@ export const DEFAULTS = {
     maxHeaderBytes: 64 * 1024,
     maxArgs: 1024 * 1024,
     maxReplyDepth: 512,
+    maxQueryBytes: 1024 * 1024 * 1024,
     pubsubOutputHardBytes: 32 * 1024 * 1024,
     pubsubOutputSoftBytes: 8 * 1024 * 1024,
     pubsubOutputSoftSeconds: 60,
@@ -126,7 +127,7 @@ const CLUSTER_KEYS = [
   'limits',
 ] as const;
 const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent'] as const;
-const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds', 'output_hard_bytes', 'output_soft_bytes', 'output_soft_seconds'] as const;
+const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_query_bytes', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds', 'output_hard_bytes', 'output_soft_bytes', 'output_soft_seconds'] as const;
 
 /** Keys from twemproxy (nutcracker.yml) that users bring along, and what to write instead. */
 const TWEMPROXY_HINTS: Record<string, string> = {
@@ -714,6 +715,7 @@ function parseLimits(scope: Scope, v: unknown): LimitsConfig {
     maxBulkBytes: readInt(s, v, 'max_bulk_bytes', { min: 1, unit: 'bytes' }, d.maxBulkBytes),
     maxHeaderBytes: readInt(s, v, 'max_header_bytes', { min: 1, unit: 'bytes' }, d.maxHeaderBytes),
     maxArgs: readInt(s, v, 'max_args', { min: 1 }, d.maxArgs),
+    maxQueryBytes: readInt(s, v, 'max_query_bytes', { min: 1, unit: 'bytes' }, d.maxQueryBytes),
     maxReplyDepth: readInt(s, v, 'max_reply_depth', { min: 1 }, d.maxReplyDepth),
     pubsubOutputHardBytes: readInt(s, v, 'pubsub_output_hard_bytes', { min: 1, unit: 'bytes' }, d.pubsubOutputHardBytes),
     pubsubOutputSoftBytes: readInt(s, v, 'pubsub_output_soft_bytes', { min: 1, unit: 'bytes' }, d.pubsubOutputSoftBytes),

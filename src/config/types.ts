@@ -32,6 +32,8 @@ export interface LimitsConfig {
   maxHeaderBytes: number;
   /** most arguments in one request (Redis: 1024*1024*1024 is its hard cap; ours is configurable) */
   maxArgs: number;
+  /** most bytes of one unfinished request held for a client (Redis's client-query-buffer-limit: 1 GiB) */
+  maxQueryBytes: number;
   /** deepest nesting accepted in a backend reply */
   maxReplyDepth: number;
   /** a subscriber with more than this many bytes waiting to be written is disconnected (Redis: 32 MB) */

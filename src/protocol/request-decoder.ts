@@ -23,6 +23,8 @@ export interface RequestLimits {
   maxBulkBytes: number;
   maxHeaderBytes: number;
   maxArgs: number;
+  /** most bytes of one unfinished request held across chunks (Redis's client-query-buffer-limit: 1 GiB); unset: no limit */
+  maxQueryBytes?: number;
   /** the client has not authenticated yet: errors say so, as Redis's do */
   preAuth?: boolean;
 }
@@ -200,6 +202,9 @@ export class RequestDecoder {
       if (tail.length > 0) {
         this.parts.push(tail);
         this.partsLen += tail.length;
+        if (this.limits.maxQueryBytes !== undefined && this.partsLen > this.limits.maxQueryBytes) {
+          throw new ProtocolError(`query buffer of ${this.partsLen} bytes over the limit of ${this.limits.maxQueryBytes} (max_query_bytes)`);
+        }
       }
     }
   }

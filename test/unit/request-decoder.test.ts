@@ -117,3 +117,28 @@ describe('RequestDecoder', () => {
     assert.deepEqual(splitInline(Buffer.from('  a  b\t"c d"  ')).map(String), ['a', 'b', 'c d']);
   });
 });
+
+describe('RequestDecoder: the query-buffer limit', () => {
+  const limits: RequestLimits = { maxBulkBytes: 1 << 20, maxHeaderBytes: 1024, maxArgs: 100, maxQueryBytes: 1000 };
+
+  it('refuses an unfinished request that holds more than maxQueryBytes across chunks, after emitting the complete ones', () => {
+    const d = new RequestDecoder(limits);
+    const got: string[] = [];
+    const emit = (r: Request): void => {
+      got.push(r.args[0].toString());
+    };
+    d.push(encodeCommand(['PING']), emit);
+    d.push(Buffer.from('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000\r\n'), emit);
+    d.push(Buffer.alloc(600, 0x61), emit);
+    assert.throws(() => d.push(Buffer.alloc(600, 0x61), emit), (e: Error) => e instanceof ProtocolError && /query buffer of \d+ bytes over the limit of 1000 \(max_query_bytes\)/.test(e.message));
+    assert.deepEqual(got, ['PING']);
+  });
+
+  it('does not count complete requests: a long pipeline of small ones passes', () => {
+    const d = new RequestDecoder(limits);
+    let n = 0;
+    const pipeline = Buffer.concat(Array.from({ length: 500 }, (_, i) => encodeCommand(['SET', `k${i}`, 'v'])));
+    for (let off = 0; off < pipeline.length; off += 700) d.push(pipeline.subarray(off, off + 700), () => n++);
+    assert.equal(n, 500);
+  });
+});
