@@ -43,6 +43,7 @@ const KEY_OF: Partial<Record<keyof ClusterConfig, string>> = {
   backupRequest: 'backup_request',
   password: 'password',
   backendPassword: 'backend_password',
+  backendUsername: 'backend_auth',
   limits: 'limits',
 };
 

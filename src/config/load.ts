@@ -124,6 +124,7 @@ const CLUSTER_KEYS = [
   'backend_password',
   'backend_password_env',
   'backend_password_file',
+  'backend_auth',
   'limits',
 ] as const;
 const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent'] as const;
@@ -765,7 +766,7 @@ function parseCluster(
   const t = raw;
   warnUnknownKeys(scope, t, CLUSTER_KEYS, (key) => {
     if (key === 'auth' || key === 'backend_auth') {
-      return key === 'auth' ? 'use [[clusters.users]] tables (name, password, commands, deny_commands) and "password" for the default user' : 'use "backend_password" (the proxy AUTHs to every backend with it)';
+      return 'use [[clusters.users]] tables (name, password, commands, deny_commands) and "password" for the default user';
     }
     return TWEMPROXY_HINTS[key];
   });
@@ -836,6 +837,25 @@ function parseCluster(
   const backendTls = parseBackendTls(scope, t['backend_tls'], secrets);
   if (backendTls !== undefined) cluster.backendTls = backendTls;
   if (backendPassword !== undefined) cluster.backendPassword = backendPassword;
+  const backendAuth = t['backend_auth'];
+  if (backendAuth !== undefined) {
+    const s = scope.sub('backend_auth');
+    if (!isTable(backendAuth)) {
+      scope.error('backend_auth', `expected a table like { username = "proxy", password = "..." }, got ${describeValue(backendAuth)}`);
+    } else if (backendPassword !== undefined) {
+      scope.error('backend_auth', 'give the backends\' credentials one way only: backend_password (the default user) or backend_auth (an ACL user)');
+    } else {
+      warnUnknownKeys(s, backendAuth, ['username', 'password', 'password_env', 'password_file']);
+      const username = readOptString(s, backendAuth, 'username', 'an ACL user name');
+      const pw = parsePassword(s, backendAuth, 'password', secrets);
+      if (username === undefined || username === '') s.error('username', 'required');
+      if (pw === undefined && backendAuth['password'] === undefined && backendAuth['password_env'] === undefined && backendAuth['password_file'] === undefined) s.error('password', 'required (or password_env / password_file)');
+      if (username !== undefined && username !== '' && pw !== undefined) {
+        cluster.backendUsername = username;
+        cluster.backendPassword = pw;
+      }
+    }
+  }
   return cluster;
 }
 

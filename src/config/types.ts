@@ -126,6 +126,8 @@ export interface ClusterConfig {
   /** named users; with users and no `password`, the default user is off (clients must AUTH as one of them) */
   users: UserConfig[];
   backendPassword?: string;
+  /** the ACL user the proxy AUTHs to the backends as (`backend_auth = { username, password }`) */
+  backendUsername?: string;
   /** TLS on the listener (`[clusters.tls]`) */
   tls?: TlsServerConfig;
   /** TLS to every backend (`[clusters.backend_tls]`) */

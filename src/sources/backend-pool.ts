@@ -15,6 +15,8 @@ export interface PoolSettings {
   connectTimeoutMs: number;
   keepAliveSec: number;
   password?: string;
+  /** the ACL user of `password` */
+  username?: string;
   /** every connection sends READONLY first (reads from cluster replicas) */
   readOnly?: boolean;
   /** TLS to the backends */
@@ -27,6 +29,7 @@ const sameSettings = (a: PoolSettings, b: PoolSettings): boolean =>
   a.connectTimeoutMs === b.connectTimeoutMs &&
   a.keepAliveSec === b.keepAliveSec &&
   a.password === b.password &&
+  a.username === b.username &&
   a.readOnly === b.readOnly &&
   JSON.stringify(a.tls) === JSON.stringify(b.tls) &&
   a.limits.maxBulkBytes === b.limits.maxBulkBytes &&
@@ -112,6 +115,7 @@ export class BackendPool {
       keepAliveSec: st.keepAliveSec,
       proto,
       password: st.password,
+      username: st.username,
       readOnly: st.readOnly,
       oneShot,
       tls: st.tls,

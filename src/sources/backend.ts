@@ -67,6 +67,8 @@ export interface BackendOptions {
   proto: 2 | 3;
   /** sent with AUTH on every new connection */
   password?: string;
+  /** the ACL user of that AUTH (AUTH username password) */
+  username?: string;
   /** TLS to the backend */
   tls?: TlsClientConfig;
   /** send READONLY on every new connection: a cluster replica then serves reads of its master's slots */
@@ -197,7 +199,7 @@ export class BackendConnection {
         if (what === 'AUTH') {
           // a wrong backend_password: every request would get the backend's NOAUTH. Say why
           // instead, and try again only after a backoff (the password may be fixed by a reload)
-          this.fail(`the backend rejected the proxy's AUTH (check backend_password): ${reply}`, true, 'auth');
+          this.fail(`the backend rejected the proxy's AUTH (check backend_password / backend_auth): ${reply}`, true, 'auth');
           return;
         }
         this.opts.logger.error({ backend: this.opts.label, reply }, `backend rejected ${what}`);
@@ -266,7 +268,7 @@ export class BackendConnection {
       this.pending.push({ target: this.setupCheck(what), seq: SETUP, sentAt: opts.scheduler.now() });
       out$.next(encodeCommand(args));
     };
-    if (opts.password !== undefined) setup(['AUTH', opts.password], 'AUTH');
+    if (opts.password !== undefined) setup(opts.username !== undefined ? ['AUTH', opts.username, opts.password] : ['AUTH', opts.password], 'AUTH');
     if (opts.proto === 3) setup(['HELLO', '3'], 'HELLO 3');
     if (opts.readOnly === true) setup(['READONLY'], 'READONLY');
   }

@@ -138,6 +138,7 @@ export class BlockingPool {
       keepAliveSec: st.keepAliveSec,
       proto,
       password: st.password,
+      username: st.username,
       readOnly: st.readOnly,
       oneShot: true,
       tls: st.tls,

@@ -2,6 +2,7 @@ import type net from 'node:net';
 import { Observable } from 'rxjs';
 import type { PingOutcome } from '../operators/health-check.js';
 import { connectTcp } from './socket.js';
+import { encodeCommand } from '../protocol/request-decoder.js';
 import type { TlsClientConfig } from '../config/types.js';
 
 export interface PingerOptions {
@@ -12,15 +13,16 @@ export interface PingerOptions {
   keepAliveSec: number;
   /** TLS to the server */
   tls?: TlsClientConfig;
+  /** the ACL user of that AUTH */
+  username?: string;
 }
 
 const PING = Buffer.from('*1\r\n$4\r\nPING\r\n');
 /** no reply to AUTH or PING is anywhere near this long */
 const MAX_LINE = 4096;
 
-function authCommand(password: string): Buffer {
-  const pw = Buffer.from(password);
-  return Buffer.concat([Buffer.from(`*2\r\n$4\r\nAUTH\r\n$${pw.length}\r\n`), pw, Buffer.from('\r\n')]);
+function authCommand(password: string, username?: string): Buffer {
+  return encodeCommand(username === undefined ? ['AUTH', password] : ['AUTH', username, password]);
 }
 
 interface Probe {
@@ -63,7 +65,7 @@ export class Pinger {
         socket = this.connect();
         if (this.opts.password !== undefined) {
           probe.expect.push('AUTH');
-          socket.write(authCommand(this.opts.password));
+          socket.write(authCommand(this.opts.password, this.opts.username));
         }
       }
       probe.expect.push('PING');

@@ -16,6 +16,7 @@ export interface SubscriberOptions {
   label: string;
   proto: Proto;
   password?: string;
+  username?: string;
   tls?: TlsClientConfig;
   connectTimeoutMs: number;
   keepAliveSec: number;
@@ -34,7 +35,7 @@ export interface SubscriberOptions {
 export function openSubscriber(
   node: { host: string; port: number; addr: string; alias?: string },
   proto: Proto,
-  settings: { password?: string; tls?: TlsClientConfig; connectTimeoutMs: number; keepAliveSec: number; limits: ReplyLimits },
+  settings: { password?: string; username?: string; tls?: TlsClientConfig; connectTimeoutMs: number; keepAliveSec: number; limits: ReplyLimits },
   logger: Logger,
   events: Pick<SubscriberOptions, 'onFrame' | 'onUp' | 'onDown'>,
 ): SubscriberConnection {
@@ -44,6 +45,7 @@ export function openSubscriber(
     label: node.alias ?? node.addr,
     proto,
     ...(settings.password !== undefined ? { password: settings.password } : {}),
+    ...(settings.username !== undefined ? { username: settings.username } : {}),
     ...(settings.tls !== undefined ? { tls: settings.tls } : {}),
     connectTimeoutMs: settings.connectTimeoutMs,
     keepAliveSec: settings.keepAliveSec,
@@ -85,7 +87,7 @@ export class SubscriberConnection {
       }, opts.connectTimeoutMs),
     );
     // setup first on the wire: its answers are counted off before anything reaches onFrame
-    if (opts.password !== undefined) this.setup(['AUTH', opts.password]);
+    if (opts.password !== undefined) this.setup(opts.username !== undefined ? ['AUTH', opts.username, opts.password] : ['AUTH', opts.password]);
     if (opts.proto === 3) this.setup(['HELLO', '3']);
     onReady(socket, () => {
       if (this.setupLeft === 0) this.up();

@@ -52,6 +52,7 @@ const poolSettings = (cfg: ClusterConfig, readOnly: boolean): PoolSettings => ({
   connectTimeoutMs: cfg.writeTimeout,
   keepAliveSec: cfg.tcpKeepalive,
   password: cfg.backendPassword,
+  username: cfg.backendUsername,
   tls: cfg.backendTls,
   readOnly,
   limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },

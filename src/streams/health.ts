@@ -54,10 +54,10 @@ interface Watch {
 const label = (s: ServerSpec): string => s.alias ?? s.addr;
 
 const checkSettings = (s: ServerSpec, c: ClusterConfig): string =>
-  JSON.stringify([s.host, s.port, label(s), c.pingFailLimit, c.pingSuccInterval, c.pingInterval, c.readTimeout, c.tcpKeepalive, c.backendPassword ?? null]);
+  JSON.stringify([s.host, s.port, label(s), c.pingFailLimit, c.pingSuccInterval, c.pingInterval, c.readTimeout, c.tcpKeepalive, c.backendPassword ?? null, c.backendUsername ?? null]);
 
 const pinger = (s: ServerSpec, c: ClusterConfig): Prober =>
-  new Pinger({ host: s.host, port: s.port, password: c.backendPassword, keepAliveSec: c.tcpKeepalive, ...(c.backendTls !== undefined ? { tls: c.backendTls } : {}) });
+  new Pinger({ host: s.host, port: s.port, password: c.backendPassword, ...(c.backendUsername !== undefined ? { username: c.backendUsername } : {}), keepAliveSec: c.tcpKeepalive, ...(c.backendTls !== undefined ? { tls: c.backendTls } : {}) });
 
 /**
  * Health checks of a standalone cluster: one `healthCheck` stream per server, fed by PINGs (a

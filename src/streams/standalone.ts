@@ -30,6 +30,7 @@ const poolSettings = (cfg: ClusterConfig): PoolSettings => ({
   connectTimeoutMs: cfg.writeTimeout,
   keepAliveSec: cfg.tcpKeepalive,
   password: cfg.backendPassword,
+  username: cfg.backendUsername,
   tls: cfg.backendTls,
   limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
 });

@@ -46,7 +46,7 @@ describe('backend_password', () => {
     try {
       const reply = await c.call('GET', 'k');
       assert.ok(reply instanceof RespErr, JSON.stringify(reply));
-      assert.match(reply.message, /^ERR backend guarded.*rejected the proxy's AUTH \(check backend_password\): WRONGPASS/);
+      assert.match(reply.message, /^ERR backend guarded.*rejected the proxy's AUTH \(check backend_password \/ backend_auth\): WRONGPASS/);
       const before = await connections();
       await sleep(2000);
       const made = (await connections()) - before;
@@ -67,6 +67,52 @@ describe('backend_password', () => {
       assert.equal(await c.call('GET', 'k'), 'v');
     } finally {
       c.close();
+    }
+  });
+});
+
+describe('backend_auth (an ACL user for the backends)', () => {
+  let redis: RedisProc;
+  const started: StandaloneCluster[] = [];
+
+  before(async () => {
+    // the default user is locked; the proxy's own user may run everything
+    redis = await startRedis({ args: ['--requirepass', 'not-for-the-proxy', '--user', 'proxy', 'on', '>proxy-pw', '~*', '&*', '+@all'] });
+  });
+  after(async () => {
+    await Promise.all(started.map((c) => c.close()));
+    await stopAll();
+  });
+
+  const start = async (auth: string): Promise<StandaloneCluster> => {
+    const toml = `[[clusters]]\nname = "acl"\nlisten_addr = "127.0.0.1:0"\ncache_type = "redis"\nservers = ["127.0.0.1:${redis.port}:1 acl"]\nbackend_auth = ${auth}\n`;
+    const c = await startStandalone(parseConfig(toml, 'acl.toml').config.clusters[0], 'test', createLogger('silent'));
+    started.push(c);
+    return c;
+  };
+
+  it('AUTHs as that user on every backend connection: shared, blocking and subscriber ones', async () => {
+    const c = await start('{ username = "proxy", password = "proxy-pw" }');
+    const r = await Raw.connect(c.listener.port);
+    try {
+      assert.equal(await r.call('SET', 'acl:k', 'v'), 'OK');
+      assert.equal(await r.call('GET', 'acl:k'), 'v');
+      assert.deepEqual(await r.call('BLPOP', 'acl:none', '0.1'), null);
+      const sub = await r.call('SUBSCRIBE', 'acl:ch');
+      assert.deepEqual(sub, ['subscribe', 'acl:ch', 1]);
+    } finally {
+      r.close();
+    }
+  });
+
+  it('a wrong one is a clear error naming the setting', async () => {
+    const c = await start('{ username = "proxy", password = "wrong" }');
+    const r = await Raw.connect(c.listener.port);
+    try {
+      const reply = await r.call('GET', 'acl:k');
+      assert.ok(reply instanceof RespErr && /check backend_password \/ backend_auth\): WRONGPASS/.test(reply.message), JSON.stringify(reply));
+    } finally {
+      r.close();
     }
   });
 });

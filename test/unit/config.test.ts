@@ -522,11 +522,15 @@ describe('parseConfig: warnings', () => {
     assert.ok(warnings[2]!.includes('fnv1a_64'));
   });
 
-  it('points aster HEAD\'s auth and backend_auth keys to [[clusters.users]] and backend_password', () => {
-    const { warnings } = parse(standalone('auth = "x"\nbackend_auth = "y"'));
-    assert.equal(warnings.length, 2);
+  it('points aster HEAD\'s auth key to [[clusters.users]]; reads backend_auth as an ACL user for the backends', () => {
+    const { warnings } = parse(standalone('auth = "x"'));
+    assert.equal(warnings.length, 1);
     assert.match(warnings[0]!, /cluster "alpha": auth: unknown key, ignored; use \[\[clusters\.users\]\] tables/);
-    assert.match(warnings[1]!, /cluster "alpha": backend_auth: unknown key, ignored; use "backend_password"/);
+    const { config } = parse(standalone('backend_auth = { username = "proxy", password = "pw" }'));
+    assert.equal(config.clusters[0]!.backendUsername, 'proxy');
+    assert.equal(config.clusters[0]!.backendPassword, 'pw');
+    assert.throws(() => parse(standalone('backend_auth = { username = "proxy" }')), /backend_auth\.password: required/);
+    assert.throws(() => parse(standalone('backend_password = "a"\nbackend_auth = { username = "u", password = "b" }')), /backend_auth: give the backends' credentials one way only/);
   });
 
   it('warns that hash_tag is ignored in cluster mode, and drops it', () => {
