@@ -304,7 +304,7 @@ function sameSecret(given: Buffer, expected: string): boolean {
 
 /** commands a client may send before it authenticates */
 export function allowedBeforeAuth(name: string): boolean {
-  return name === 'auth' || name === 'hello' || name === 'quit';
+  return name === 'auth' || name === 'hello' || name === 'quit' || name === 'reset';
 }
 
 function validName(n: string): boolean {

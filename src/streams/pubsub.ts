@@ -162,6 +162,15 @@ export class PubSub {
     return null;
   }
 
+  /** RESET: every subscription is dropped (the connections close), the client is no longer subscribed */
+  reset(): void {
+    for (const link of this.links.values()) link.conn.close();
+    this.links.clear();
+    this.where.clear();
+    this.lost.clear();
+    for (const set of Object.values(this.subs)) set.clear();
+  }
+
   /** the client left: its connections close (the nodes drop its subscriptions) */
   close(): void {
     this.closed = true;

@@ -169,6 +169,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       up.logger.warn({ client: id, addr: client.addr, buffered }, 'subscriber over the pub/sub output-buffer limit: disconnected');
       held = [];
       heldBytes = 0;
+      gone = true; // (its 'close' comes later: the messages until then are dropped, not counted again)
       socket.destroy();
       return;
     }
@@ -365,6 +366,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       tx.refused();
       return errorFrame(`NOPERM User ${user.name} has no permissions to run the '${spec.name}' command`);
     }
+    if (name === 'reset') return reset();
     if (client.proto === 2 && pubsub.active && !SUBSCRIBED_MODE.has(name)) {
       return errorFrame(`ERR Can't execute '${spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`);
     }
@@ -468,6 +470,21 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     return null;
   };
 
+  /**
+   * RESET, as Redis: the transaction and watches, the subscriptions, the name, the protocol
+   * (RESP2) and the authentication (back to the default user's) are dropped; `+RESET`.
+   */
+  const reset = (): Buffer => {
+    tx.reset();
+    pubsub.reset();
+    for (const cancel of [...blockedOn]) cancel();
+    client.name = null;
+    client.proto = 2;
+    client.user = undefined;
+    client.authed = up.facts.password === undefined && up.facts.users.size === 0;
+    return RESET;
+  };
+
   /** keys of one request on several servers (slots in cluster mode) */
   const crossSlot = (spec: CommandSpec): Buffer =>
     up.facts.mode === 'cluster' ? CROSSSLOT_CLUSTER : errorFrame(`CROSSSLOT Keys in request for '${spec.name}' don't hash to the same server (use a hash tag to keep them together)`);
@@ -531,6 +548,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');
+const RESET = Buffer.from('+RESET\r\n', 'latin1');
 /**
  * What a named user may run: not its denied commands; and a read-only user only commands that
  * read (the command table's readonly flag), the proxy's own connection commands, transactions

@@ -105,6 +105,16 @@ export class Transaction {
     this.conn = null;
   }
 
+  /** RESET: the transaction and the watches are dropped (the connection closes) */
+  reset(): void {
+    this.close();
+    this.backend = -1;
+    this.inMulti = false;
+    this.multiSent = false;
+    this.aborted = false;
+    this.held = [];
+  }
+
   private watch(spec: CommandSpec, args: readonly Buffer[], raw: Buffer, seq: number): Buffer | null {
     const b = this.backendOf(spec, args);
     if (typeof b !== 'number') return b;

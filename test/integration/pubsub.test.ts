@@ -343,7 +343,6 @@ function sharedCases(env: Env): void {
     'RESP2 subscribed mode: RESET leaves it (answers +RESET, subscriptions dropped, GET answers)',
     {
       timeout: 15_000,
-      todo: "RESET is allowed in subscribed mode (session.ts SUBSCRIBED_MODE) but nothing handles it: it falls through to the keyless path and gets -ERR command 'reset' has no key to route by",
     },
     async () => {
       const ch = 't2r:ch';
@@ -702,9 +701,6 @@ function sharedCases(env: Env): void {
 
   it(
     'the output-limit disconnection is counted once per client, not once per message that arrived before the socket closed',
-    {
-      todo: 'src/streams/session.ts push(): after socket.destroy() `gone` stays false until the async close event, so every message arriving in between counts output_limit again and logs the warning again',
-    },
     () => {
       assert.ok(outputLimitCounted >= 1, 'the case above ran');
       assert.equal(outputLimitCounted, 1);
