@@ -65,7 +65,7 @@ export const DEFAULTS = {
   tcpKeepalive: 0,
   /** seconds a client may stay idle (no request, nothing in flight) before it is closed; 0 = never (Redis's `timeout`) */
   idleTimeout: 0,
-  backupRequest: { enabled: false, multiplier: 2.0, budgetPercent: 10 },
+  backupRequest: { enabled: false, multiplier: 2.0, budgetPercent: 10, burst: 10 },
   slowlogLogSlowerThan: 10_000,
   slowlogMaxLen: 128,
   maxClients: 10000,
@@ -127,7 +127,7 @@ const CLUSTER_KEYS = [
   'backend_auth',
   'limits',
 ] as const;
-const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent'] as const;
+const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent', 'burst'] as const;
 const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_query_bytes', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds', 'output_hard_bytes', 'output_soft_bytes', 'output_soft_seconds'] as const;
 
 /** Keys from twemproxy (nutcracker.yml) that users bring along, and what to write instead. */
@@ -700,7 +700,8 @@ function parseBackup(scope: Scope, v: unknown): BackupRequestConfig {
     }
   }
   const budgetPercent = readInt(s, v, 'budget_percent', { min: 0, max: 100 }, dflt.budgetPercent);
-  return { enabled, ...(trigger !== undefined ? { triggerSlowMs: trigger } : {}), multiplier, budgetPercent };
+  const burst = readInt(s, v, 'burst', { min: 1, max: 1_000_000 }, dflt.burst);
+  return { enabled, ...(trigger !== undefined ? { triggerSlowMs: trigger } : {}), multiplier, budgetPercent, burst };
 }
 
 function parseLimits(scope: Scope, v: unknown): LimitsConfig {

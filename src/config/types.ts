@@ -22,6 +22,8 @@ export interface BackupRequestConfig {
   multiplier: number;
   /** backups allowed, in percent of the read requests */
   budgetPercent: number;
+  /** the most backups the budget holds at once (a stall of many clients at once needs many) */
+  burst: number;
 }
 
 /** Protocol and resource limits (Redis-compatible defaults). */

@@ -320,7 +320,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     .pipe(
       hedgeRequests<Buffer>(() => {
         const b = cfg.backupRequest;
-        return { ...(b.triggerSlowMs !== undefined ? { triggerMs: b.triggerSlowMs } : {}), multiplier: b.multiplier, minMs: 1, budgetPercent: b.budgetPercent, scheduler: asyncScheduler };
+        return { ...(b.triggerSlowMs !== undefined ? { triggerMs: b.triggerSlowMs } : {}), multiplier: b.multiplier, minMs: 1, budgetPercent: b.budgetPercent, burst: b.burst, scheduler: asyncScheduler };
       }),
     )
     .subscribe((act) => {

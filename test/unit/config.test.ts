@@ -86,7 +86,7 @@ describe('parseConfig: values and defaults', () => {
       pingSuccInterval: 1000,
       ejectMode: 'remap',
       tcpKeepalive: 0,
-      backupRequest: { enabled: false, multiplier: 2, budgetPercent: 10 },
+      backupRequest: { enabled: false, multiplier: 2, budgetPercent: 10, burst: 10 },
       slowlogLogSlowerThan: 10000,
       slowlogMaxLen: 128,
       maxClients: 10000,
@@ -151,6 +151,8 @@ backend_password = "back-secret"
 enabled = true
 trigger_slow_ms = 20
 multiplier = 1.5
+budget_percent = 25
+burst = 40
 [clusters.limits]
 max_bulk_bytes = 1048576
 max_header_bytes = 4096
@@ -181,7 +183,7 @@ max_reply_depth = 64
     assert.equal(c.slowlogMaxLen, 16);
     assert.equal(c.password, 'front-secret');
     assert.equal(c.backendPassword, 'back-secret');
-    assert.deepEqual(c.backupRequest, { enabled: true, triggerSlowMs: 20, multiplier: 1.5, budgetPercent: 10 });
+    assert.deepEqual(c.backupRequest, { enabled: true, triggerSlowMs: 20, multiplier: 1.5, budgetPercent: 25, burst: 40 });
     assert.deepEqual(c.limits, {
       maxBulkBytes: 1048576,
       maxHeaderBytes: 4096,
