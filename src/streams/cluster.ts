@@ -23,7 +23,7 @@ import { proxyUsers, type ProxyFacts } from '../commands/local.js';
 import { RequestStats } from '../util/request-stats.js';
 import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
-import { AuthFailures } from './auth-failures.js';
+import { clientPolicy, followClientPolicy } from './client-policy.js';
 import type { SessionStats, Upstream } from './session.js';
 import { Slowlog } from './slowlog.js';
 
@@ -464,11 +464,8 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   };
 
   const up: Upstream = {
-    denied: new Set(cfg.denyCommands),
-    adminCommands: cfg.adminCommands,
-    authFailures: new AuthFailures(),
+    ...clientPolicy(cfg),
     facts,
-    limits: cfg.limits,
     logger: log,
     stats,
     slowlog,
@@ -529,12 +526,7 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
       blocking.configure(poolSettings(next, false), next.maxBlockingConnections);
       if (intervalChanged) startTopology();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
-      facts.password = next.password;
-      listener.setTls(next.tls);
-      facts.users = proxyUsers(next.users);
-      up.limits = next.limits;
-      up.denied = new Set(next.denyCommands);
-      up.adminCommands = next.adminCommands;
+      followClientPolicy(up, facts, listener, next);
       refresh('reload');
     },
     drain: (deadlineMs: number) => front.drain(deadlineMs),

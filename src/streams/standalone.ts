@@ -15,7 +15,7 @@ import { proxyUsers, type ProxyFacts } from '../commands/local.js';
 import type { SessionStats, Upstream } from './session.js';
 import { serveClients } from './front.js';
 import type { RunningCluster } from './running-cluster.js';
-import { AuthFailures } from './auth-failures.js';
+import { clientPolicy, followClientPolicy } from './client-policy.js';
 import { Slowlog } from './slowlog.js';
 import { FrontError, RequestStats } from '../util/request-stats.js';
 import { startHealth } from './health.js';
@@ -96,11 +96,8 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     ],
   };
   const up: Upstream = {
-    denied: new Set(cfg.denyCommands),
-    adminCommands: cfg.adminCommands,
-    authFailures: new AuthFailures(),
+    ...clientPolicy(cfg),
     facts,
-    limits: cfg.limits,
     logger: log,
     stats,
     slowlog,
@@ -171,12 +168,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       countBackends();
       slowlog.configure(next.slowlogLogSlowerThan, next.slowlogMaxLen);
       health.follow(next);
-      facts.password = next.password;
-      listener.setTls(next.tls);
-      facts.users = proxyUsers(next.users);
-      up.limits = next.limits;
-      up.denied = new Set(next.denyCommands);
-      up.adminCommands = next.adminCommands;
+      followClientPolicy(up, facts, listener, next);
     },
     drain: (deadlineMs: number) => front.drain(deadlineMs),
     async close() {
