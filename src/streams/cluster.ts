@@ -58,6 +58,9 @@ const poolSettings = (cfg: ClusterConfig, readOnly: boolean): PoolSettings => ({
   limits: { maxBulkBytes: cfg.limits.maxBulkBytes, maxDepth: cfg.limits.maxReplyDepth },
 });
 
+/** the answer path of a request without a backup race: straight to its client (shared, not one closure per request) */
+const NO_RACE = (a: Attempt, frame: Buffer): void => a.target.deliver(a.seq, frame);
+
 /** One request on its way through the cluster: it follows redirects until a node answers it. */
 class Attempt implements ReplyTarget {
   redirects = 0;
@@ -95,7 +98,7 @@ class Attempt implements ReplyTarget {
   }
 
   /** set by the cluster when backup requests are on */
-  onAnswer: (a: Attempt, frame: Buffer, ok: boolean) => void = (a, frame) => a.target.deliver(a.seq, frame);
+  onAnswer: (a: Attempt, frame: Buffer, ok: boolean) => void = NO_RACE;
 }
 
 const DISCARD: ReplyTarget = { deliver: () => undefined };
@@ -310,9 +313,11 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
   const races = new Map<number, Attempt>();
   const hedgeIn$ = new Subject<HedgeEvent<Buffer>>();
   let nextRace = 1;
+  // one function for every race (not a closure per request)
+  const raceAnswer = (x: Attempt, frame: Buffer, ok: boolean): void => hedgeIn$.next({ kind: 'answered', id: x.hedge, from: 'primary', ok, value: frame });
   const startRace = (a: Attempt): void => {
     a.hedge = nextRace++;
-    a.onAnswer = (x, frame, ok) => hedgeIn$.next({ kind: 'answered', id: x.hedge, from: 'primary', ok, value: frame });
+    a.onAnswer = raceAnswer;
     races.set(a.hedge, a);
     hedgeIn$.next({ kind: 'sent', id: a.hedge });
   };
