@@ -87,6 +87,8 @@ export const DEFAULTS = {
     outputHardBytes: 0,
     outputSoftBytes: 0,
     outputSoftSeconds: 0,
+    maxPendingRequests: 10_000,
+    maxPendingBytes: 8 * 1024 * 1024,
   } satisfies LimitsConfig,
 } as const;
 
@@ -128,7 +130,7 @@ const CLUSTER_KEYS = [
   'limits',
 ] as const;
 const BACKUP_KEYS = ['enabled', 'trigger_slow_ms', 'multiplier', 'budget_percent', 'burst'] as const;
-const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_query_bytes', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds', 'output_hard_bytes', 'output_soft_bytes', 'output_soft_seconds'] as const;
+const LIMIT_KEYS = ['max_bulk_bytes', 'max_header_bytes', 'max_args', 'max_query_bytes', 'max_reply_depth', 'pubsub_output_hard_bytes', 'pubsub_output_soft_bytes', 'pubsub_output_soft_seconds', 'output_hard_bytes', 'output_soft_bytes', 'output_soft_seconds', 'max_pending_requests', 'max_pending_bytes'] as const;
 
 /** Keys from twemproxy (nutcracker.yml) that users bring along, and what to write instead. */
 const TWEMPROXY_HINTS: Record<string, string> = {
@@ -725,6 +727,8 @@ function parseLimits(scope: Scope, v: unknown): LimitsConfig {
     outputHardBytes: readInt(s, v, 'output_hard_bytes', { min: 0, unit: 'bytes' }, d.outputHardBytes),
     outputSoftBytes: readInt(s, v, 'output_soft_bytes', { min: 0, unit: 'bytes' }, d.outputSoftBytes),
     outputSoftSeconds: readInt(s, v, 'output_soft_seconds', { min: 0, unit: 'seconds' }, d.outputSoftSeconds),
+    maxPendingRequests: readInt(s, v, 'max_pending_requests', { min: 1 }, d.maxPendingRequests),
+    maxPendingBytes: readInt(s, v, 'max_pending_bytes', { min: 1, unit: 'bytes' }, d.maxPendingBytes),
   };
 }
 

@@ -47,6 +47,10 @@ export interface LimitsConfig {
   outputHardBytes: number;
   outputSoftBytes: number;
   outputSoftSeconds: number;
+  /** flow control: most requests one client may have unanswered; past it, its later requests wait (and it is not read) */
+  maxPendingRequests: number;
+  /** flow control: most reply bytes one client may have unread (counting its unanswered requests at its recent reply size) */
+  maxPendingBytes: number;
 }
 
 /** TLS on the listener: the proxy's certificate, and optionally client certificates it verifies. */

@@ -1,25 +1,49 @@
 import { Observable, type OperatorFunction } from 'rxjs';
-import { RequestDecoder, defaultRequestLimits, type Request, type RequestLimits } from '../protocol/request-decoder.js';
+import { ProtocolError, RequestDecoder, defaultRequestLimits, type Request, type RequestLimits } from '../protocol/request-decoder.js';
+
+/** What one socket chunk holds: its complete requests, in order; a protocol violation ends it. */
+export type RequestBatch = Array<Request | ProtocolError>;
 
 /**
- * Socket chunks in, one request per emission out. Partial requests wait, with their parse
- * state, for the next chunk. A protocol violation errors the stream with a ProtocolError
- * after every request before it has been emitted.
+ * Socket chunks in, one batch per chunk out: the requests the chunk completed (a chunk that
+ * completes none emits nothing). Partial requests wait, with their parse state, for the next
+ * chunk. A protocol violation is the last item of its batch (after every request before it),
+ * and the stream then completes: nothing after it is read.
  *
  *   chunks:   --"*1\r\n$4\r\nPI"--"NG\r\n*1\r\n$4\r\nPING\r\n"--|
- *   requests: ---------------------(ab)------------------------|
+ *   batches:  ---------------------[a,b]------------------------|
  */
-export function decodeRequests(limits: RequestLimits = defaultRequestLimits): OperatorFunction<Buffer, Request> {
+export function decodeRequests(limits: RequestLimits = defaultRequestLimits): OperatorFunction<Buffer, RequestBatch> {
   return (source) =>
-    new Observable<Request>((subscriber) => {
+    new Observable<RequestBatch>((subscriber) => {
       const decoder = new RequestDecoder(limits);
-      const emit = (req: Request): void => subscriber.next(req);
+      let batch: RequestBatch = [];
+      const emit = (req: Request): void => {
+        batch.push(req);
+      };
+      let ended = false; // after a protocol error: chunks still arriving are not read
       return source.subscribe({
         next(chunk) {
+          if (ended) return;
+          let failed: ProtocolError | null = null;
           try {
             decoder.push(chunk, emit);
           } catch (err) {
-            subscriber.error(err);
+            if (!(err instanceof ProtocolError)) {
+              subscriber.error(err);
+              return;
+            }
+            failed = err;
+            batch.push(err);
+          }
+          if (batch.length > 0) {
+            const out = batch;
+            batch = [];
+            subscriber.next(out);
+          }
+          if (failed !== null) {
+            ended = true;
+            subscriber.complete();
           }
         },
         error: (err: unknown) => subscriber.error(err),

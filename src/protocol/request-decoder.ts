@@ -17,6 +17,10 @@ export interface Request {
   raw: Buffer;
   /** argv, views into `raw` */
   args: Buffer[];
+  /** set by the session's plan stage (the command table's entry), so routing looks it up once; the decoder leaves it undefined */
+  spec: unknown;
+  /** when the chunk that completed it arrived (ms, the session's clock); the decoder leaves it 0 */
+  at: number;
 }
 
 export interface RequestLimits {
@@ -217,7 +221,7 @@ export class RequestDecoder {
       args[i] = raw.subarray(off, off + this.argLen[i]);
     }
     this.reset();
-    return { raw, args };
+    return { raw, args, spec: undefined, at: 0 };
   }
 
   /** the whole request: a view when it lies in this chunk, else one join of its parts */
@@ -260,7 +264,7 @@ export function requestFromArgs(args: readonly Buffer[]): Request {
     views[i] = raw.subarray(off, off + args[i].length);
     off += args[i].length + 2;
   }
-  return { raw, args: views };
+  return { raw, args: views, spec: undefined, at: 0 };
 }
 
 function headerLen(prefix: string, n: number): number {

@@ -5,6 +5,7 @@ import type { Proto } from '../protocol/encode.js';
 import type { ReplyLimits } from '../protocol/reply-decoder.js';
 import { BackendConnection, type BackendErrorKind } from './backend.js';
 import { immediateScheduler } from './scheduler.js';
+import { turnFlush } from '../sinks/turn-flush.js';
 
 /** What the pool needs of a server: where it is and how it is named */
 export type PoolServer = Pick<ServerSpec, 'host' | 'port' | 'addr' | 'alias'>;
@@ -122,7 +123,7 @@ export class BackendPool {
       limits: st.limits,
       ticks$: this.ticks$,
       scheduler: immediateScheduler,
-      flushScheduler: immediateScheduler,
+      flush: turnFlush,
       logger: this.logger,
       onBackendError: this.onBackendError === undefined ? undefined : (kind) => this.onBackendError?.(server.addr, kind),
     });

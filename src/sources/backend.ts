@@ -1,7 +1,7 @@
 import type net from 'node:net';
-import { NEVER, Subject, Subscription, tap, type Observable, type SchedulerLike } from 'rxjs';
+import { NEVER, Subscription, tap, type Observable, type SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
-import { coalesceWrites } from '../operators/coalesce-writes.js';
+import { BatchWriter, type TurnFlush } from '../sinks/turn-flush.js';
 import { decodeReplies, isPush } from '../operators/decode-replies.js';
 import { overdue } from '../operators/overdue.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
@@ -77,8 +77,8 @@ export interface BackendOptions {
   /** ticks that drive the timeout check (one shared interval per cluster) */
   ticks$: Observable<unknown>;
   scheduler: SchedulerLike;
-  /** where coalesced writes flush: a macrotask scheduler */
-  flushScheduler: SchedulerLike;
+  /** where writes are gathered and flushed, once per event-loop turn */
+  flush: TurnFlush;
   logger: Logger;
   /** first reconnect delay and cap, ms */
   backoffMinMs?: number;
@@ -105,7 +105,7 @@ export interface BackendOptions {
 export class BackendConnection {
   private pending = new Fifo<Pending>(64);
   private socket: net.Socket | null = null;
-  private out$: Subject<Buffer> | null = null;
+  private out$: BatchWriter | null = null;
   private conn = new Subscription();
   private retry: Subscription | null = null;
   private connectTimer: Subscription | null = null;
@@ -153,7 +153,7 @@ export class BackendConnection {
       return;
     }
     this.pending.push({ target, seq, sentAt: this.opts.scheduler.now() });
-    this.out$.next(data);
+    this.out$.push(data);
   }
 
   /** Stops taking part: requests already sent are answered, then the connection closes. */
@@ -214,14 +214,14 @@ export class BackendConnection {
   private open(): void {
     const { opts } = this;
     const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) });
-    const out$ = new Subject<Buffer>();
+    const out$ = new BatchWriter(socket, opts.flush);
     const conn = new Subscription();
     this.socket = socket;
     this.conn = conn;
     // the first connection queues requests while it connects; a reconnection fails them fast
     if (this._state === 'connecting') this.out$ = out$;
 
-    conn.add(out$.pipe(coalesceWrites(opts.flushScheduler)).subscribe((buf) => socket.write(buf)));
+    conn.add(() => out$.discard());
     conn.add(
       fromSocket(socket)
         .pipe(
@@ -266,7 +266,7 @@ export class BackendConnection {
     // then get the backend's own error (NOAUTH...), never a reply meant for another request
     const setup = (args: string[], what: string): void => {
       this.pending.push({ target: this.setupCheck(what), seq: SETUP, sentAt: opts.scheduler.now() });
-      out$.next(encodeCommand(args));
+      out$.push(encodeCommand(args));
     };
     if (opts.password !== undefined) setup(opts.username !== undefined ? ['AUTH', opts.username, opts.password] : ['AUTH', opts.password], 'AUTH');
     if (opts.proto === 3) setup(['HELLO', '3'], 'HELLO 3');

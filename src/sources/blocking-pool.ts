@@ -6,6 +6,7 @@ import type { ReplyTarget } from './backend.js';
 import { BackendConnection } from './backend.js';
 import type { PoolServer, PoolSettings } from './backend-pool.js';
 import { immediateScheduler } from './scheduler.js';
+import { turnFlush } from '../sinks/turn-flush.js';
 import type { BackendStats } from '../util/request-stats.js';
 
 /** the answer when a server's blocking connections are all in use */
@@ -145,7 +146,7 @@ export class BlockingPool {
       limits: st.limits,
       ticks$: this.ticks$,
       scheduler: immediateScheduler,
-      flushScheduler: immediateScheduler,
+      flush: turnFlush,
       logger: this.logger,
     });
   }

@@ -1,7 +1,7 @@
 import type net from 'node:net';
-import { Subject, Subscription, type SchedulerLike } from 'rxjs';
+import { Subscription, type SchedulerLike } from 'rxjs';
 import type { Logger } from 'pino';
-import { coalesceWrites } from '../operators/coalesce-writes.js';
+import { BatchWriter } from '../sinks/turn-flush.js';
 import { decodeReplies } from '../operators/decode-replies.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import type { ReplyLimits } from '../protocol/reply-decoder.js';
@@ -63,7 +63,7 @@ export function openSubscriber(
  */
 export class SubscriberConnection {
   private socket: net.Socket | null;
-  private readonly out$ = new Subject<Buffer>();
+  private readonly out$: BatchWriter;
   private readonly conn = new Subscription();
   private setupLeft = 0;
   private _state: 'connecting' | 'up' | 'closed' = 'connecting';
@@ -71,7 +71,8 @@ export class SubscriberConnection {
   constructor(private readonly opts: SubscriberOptions) {
     const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) });
     this.socket = socket;
-    this.conn.add(this.out$.pipe(coalesceWrites(opts.scheduler)).subscribe((buf) => socket.write(buf)));
+    this.out$ = new BatchWriter(socket);
+    this.conn.add(() => this.out$.discard());
     this.conn.add(
       fromSocket(socket)
         .pipe(decodeReplies(opts.limits))
@@ -100,7 +101,7 @@ export class SubscriberConnection {
 
   /** sends a command (queued while connecting) */
   send(raw: Buffer): void {
-    if (this._state !== 'closed') this.out$.next(raw);
+    if (this._state !== 'closed') this.out$.push(raw);
   }
 
   close(): void {
@@ -113,7 +114,7 @@ export class SubscriberConnection {
 
   private setup(args: string[]): void {
     this.setupLeft++;
-    this.out$.next(encodeCommand(args));
+    this.out$.push(encodeCommand(args));
   }
 
   private frame(frame: Buffer): void {

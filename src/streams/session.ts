@@ -1,15 +1,15 @@
 import type net from 'node:net';
-import { merge, Subject, Subscription, takeWhile, tap, type Observer } from 'rxjs';
+import { Subject, Subscription, takeUntil, tap } from 'rxjs';
 import type { Logger } from 'pino';
-import { decodeRequests } from '../operators/decode-requests.js';
-import { inOrder, type Slot } from '../operators/in-order.js';
-import { coalesceWrites } from '../operators/coalesce-writes.js';
+import { decodeRequests, type RequestBatch } from '../operators/decode-requests.js';
+import { admitRequests, Lane, REPLAN, type Progress } from '../operators/admit-requests.js';
+import { ReorderBuffer } from '../util/reorder.js';
+import { turnFlush, type Flushable } from '../sinks/turn-flush.js';
 import { encodeCommand, PRE_AUTH_MAX_ARGS, PRE_AUTH_MAX_BULK, ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
 import { errorFrame, type Proto } from '../protocol/encode.js';
 import { fromSocket } from '../sources/socket.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import type { ReplyTarget } from '../sources/backend.js';
-import { toSocket } from '../sinks/socket-writer.js';
 import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyFacts, type ProxyUser } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
@@ -94,23 +94,45 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   let authFailed = 0; // wrong passwords on this connection
   let closeHard = false; // close the socket after the last reply (protocol error, QUIT), not only our half
   const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined && up.facts.users.size === 0, addr };
-  const slots$ = new Subject<Slot<Buffer>>();
   const session = new Subscription();
-  let seq = 0;
-  let ending = false; // no request after `seq - 1` will be read
+  let seq = 0; // requests dispatched (numbered in the order the client sent them)
   let gone = false; // the socket is closed: replies are dropped
-  let emitted = 0; // replies that have left the reorder buffer
-  let written = 0; // replies handed to the socket (their times are recorded)
+  let inputDone = false; // no request after `seq - 1` will be dispatched
+  let finished = false; // the socket was ended after the last reply
   // per request from arrival to reply: arrival time (one clock read per socket chunk, not per
   // request), command, and the request itself for SLOWLOG
   const rs = up.stats.requests;
   const inFlight = new InFlight();
   let chunkAt = 0;
 
+  // --- the reply side: reorder buffer -> this turn's output -> one write per turn ----------
+  let out: Buffer[] = [];
+  let outBytes = 0;
+  let releasedBytes = 0; // reply bytes released so far (the flow control's reply-size estimate)
+  let written = 0; // replies written to the socket (their times are recorded)
+  let marked = false;
+  const order = new ReorderBuffer((frame) => {
+    const s = order.next - 1;
+    rs.replied(inFlight.command(s), frame);
+    out.push(frame);
+    outBytes += frame.length;
+    releasedBytes += frame.length;
+    // pub/sub messages held while the confirmation they may belong to had not left go right after it
+    if (held.length > 0 && order.next > pushGate) releaseHeld();
+  });
   const target: ReplyTarget = {
     deliver(s, frame) {
-      if (!gone) slots$.next({ seq: s, value: frame });
+      if (gone) return;
+      const before = order.next;
+      order.put(s, frame);
+      if (order.next !== before) mark();
     },
+  };
+  const mark = (): void => {
+    if (!marked) {
+      marked = true;
+      turnFlush.mark(writer);
+    }
   };
   const tx = new Transaction(up, () => client.proto, target);
   const pubsub = new PubSub(up, () => client.proto, target, (frame) => push(frame));
@@ -129,41 +151,26 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     session.unsubscribe();
   });
 
-  // the socket sink, with the output-buffer check after each write (what is left unsent counts)
-  const sink = toSocket(socket);
-  const toClient: Observer<Buffer> = {
-    next: (buf) => {
-      sink.next(buf);
-      if (up.limits.outputHardBytes > 0 || up.limits.outputSoftBytes > 0) checkOutput(immediateScheduler.now());
-    },
-    error: (err: unknown) => sink.error(err),
-    complete: () => {
-      sink.complete();
-      // after a protocol error or QUIT the proxy closes, as Redis: a client that keeps its side
-      // open would otherwise keep the session (and its place under maxclients)
-      if (closeHard && !socket.destroyed) socket.once('finish', () => socket.destroy());
-    },
-  };
-
-  // pub/sub messages: out of band, after the replies in order (merged below). A message is held
-  // while the confirmation of the subscription it may belong to has not left yet.
-  const pushes$ = new Subject<Buffer>();
+  // pub/sub messages: out of band, after the replies in order. A message is held while the
+  // confirmation of the subscription it may belong to has not left yet.
   let pushGate = -1; // the last subscribe-family request: messages wait until its reply is out
   let held: Buffer[] = [];
   let heldBytes = 0;
   let softSince = 0;
   const releaseHeld = (): void => {
-    const out = held;
+    for (const f of held) {
+      out.push(f);
+      outBytes += f.length;
+    }
     held = [];
     heldBytes = 0;
-    for (const f of out) pushes$.next(f);
   };
   const push = (frame: Buffer): void => {
     if (gone) return;
     // the pub/sub output-buffer limit (Redis: 32 MB hard, 8 MB for 60 s soft): a subscriber that
     // does not read is disconnected, and what it was sent is released
     const lim = up.limits;
-    const buffered = socket.writableLength + heldBytes + frame.length;
+    const buffered = socket.writableLength + outBytes + heldBytes + frame.length;
     if (buffered > lim.pubsubOutputHardBytes || (buffered > lim.pubsubOutputSoftBytes && softSince > 0 && immediateScheduler.now() - softSince > lim.pubsubOutputSoftSeconds * 1000)) {
       rs.errors[FrontError.output_limit]++;
       up.logger.warn({ client: id, addr: client.addr, buffered }, 'subscriber over the pub/sub output-buffer limit: disconnected');
@@ -176,59 +183,73 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (buffered > lim.pubsubOutputSoftBytes) {
       if (softSince === 0) softSince = immediateScheduler.now();
     } else softSince = 0;
-    if (emitted <= pushGate) {
+    if (order.next <= pushGate) {
       held.push(frame);
       heldBytes += frame.length;
-    } else pushes$.next(frame);
+    } else {
+      out.push(frame);
+      outBytes += frame.length;
+      mark();
+    }
   };
 
-  session.add(
-    merge(
-      slots$.pipe(
-        inOrder(),
-        // completes after the reply to the last request read: decided by position, not value
-        // (the value only feeds the per-command counters)
-        takeWhile((frame, i) => {
-          emitted = i + 1;
-          rs.replied(inFlight.command(i), frame);
-          if (queue !== null && emitted === seq && !flushing) {
-            // (not from inside this reply's delivery: the queued requests may be answered at once)
-            flushing = true;
-            immediateScheduler.schedule(flush);
-          }
-          // held messages go right after this reply (a microtask: not before it)
-          if (held.length > 0 && emitted > pushGate) queueMicrotask(releaseHeld);
-          return !(ending && queue === null && i >= seq - 1);
-        }, true),
-        tap({ complete: () => pushes$.complete() }),
-      ),
-      pushes$,
-    )
-      .pipe(coalesceWrites(immediateScheduler), tap(recordTimes))
-      .subscribe(toClient),
-  );
+  /** this turn's output in one write; then flow control hears how far the client got */
+  const writer: Flushable = {
+    flushTurn() {
+      marked = false;
+      if (gone) return;
+      if (out.length > 0) {
+        const buf = out.length === 1 ? out[0] : Buffer.concat(out, outBytes);
+        out = [];
+        outBytes = 0;
+        socket.write(buf);
+        if (written < order.next) recordTimes();
+        if (up.limits.outputHardBytes > 0 || up.limits.outputSoftBytes > 0) checkOutput(immediateScheduler.now());
+        if (gone) return;
+      }
+      if (admitHolding) progress$.next({ answered: order.next, bytes: releasedBytes, unread: socket.writableLength + order.heldBytes });
+      if (inputDone && order.next === seq && !finished) finish();
+    },
+  };
+  // a client that read what was waiting: held requests may go
+  socket.on('drain', () => {
+    if (admitHolding) mark();
+  });
 
-  /** stop reading; close once every request read so far is answered */
-  const end = (): void => {
-    if (ending) return;
-    ending = true;
-    input.unsubscribe();
-    if (emitted === seq && queue === null) slots$.complete();
+  /** every request read is answered: end the socket once the last reply is written */
+  const finish = (): void => {
+    finished = true;
+    if (socket.destroyed) return;
+    socket.end();
+    // after a protocol error or QUIT the proxy closes, as Redis: a client that keeps its side
+    // open would otherwise keep the session (and its place under maxclients)
+    if (closeHard) socket.once('finish', () => socket.destroy());
   };
 
-  /** the replies up to `emitted` go out in this write: one clock read for all of them */
+  /** stop reading; close once every request read so far is answered (`now`: drop the ones not dispatched yet) */
+  const stop$ = new Subject<void>();
+  const end = (now = false): void => {
+    if (now) {
+      admission.unsubscribe();
+      inputDone = true;
+      mark();
+    } else stop$.next();
+  };
+
+  /** the replies up to `order.next` go out in this write: one clock read for all of them */
   function recordTimes(): void {
     const now = immediateScheduler.now();
     const slowUs = up.slowlog.thresholdUs;
-    for (let s = written; s < emitted; s++) {
+    const upTo = order.next;
+    for (let s = written; s < upTo; s++) {
       const cmd = inFlight.command(s);
       if (cmd === NO_COMMAND) continue;
       const us = (now - inFlight.arrivedAt(s)) * 1000;
       rs.total.observe(us);
       if (slowUs >= 0 && us >= slowUs) logSlow(s, cmd, us);
     }
-    inFlight.release(emitted);
-    written = emitted;
+    inFlight.release(upTo);
+    written = upTo;
   }
 
   /**
@@ -245,6 +266,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if ((lim.outputHardBytes > 0 && buffered > lim.outputHardBytes) || (soft && outSoftSince > 0 && now - outSoftSince > lim.outputSoftSeconds * 1000)) {
       rs.errors[FrontError.output_limit]++;
       up.logger.warn({ client: id, addr: client.addr, buffered }, 'client over the output-buffer limit: disconnected');
+      gone = true;
       socket.destroy();
       return;
     }
@@ -262,34 +284,31 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     ? up.limits
     : { ...up.limits, maxArgs: Math.min(PRE_AUTH_MAX_ARGS, up.limits.maxArgs), maxBulkBytes: Math.min(PRE_AUTH_MAX_BULK, up.limits.maxBulkBytes), preAuth: true };
 
-  // A client's requests go over the shared connections or over its transaction's own one (two
-  // "lanes"). Two connections are two queues at the server: a request changes lane only once
-  // every earlier request is answered, else the server could run them out of order (a GET
-  // pipelined after EXEC would read the value from before the transaction).
-  let lane = 0; // 0: shared connections, 1: the transaction's
-  let queue: Array<{ req: Request | ProtocolError; at: number }> | null = null;
-  let flushing = false;
-  /** the queue as it is now (a read the compiler does not narrow: `run` changes it) */
-  const queued = (): typeof queue => queue;
+  // --- the request side: decode -> plan (lanes, flow control) -> dispatch ------------------
 
-  const dispatch = (req: Request): void => {
-    if (queue !== null) queue.push({ req, at: chunkAt });
-    else run(req, chunkAt);
+  /**
+   * The lane of a request (see `admitRequests`): the shared connections of the client's RESP
+   * version, its transaction's connection, its subscriber connections, or one of its own
+   * (blocking commands, WAIT); answered by the proxy: any. Looks the command up once, for
+   * routing too.
+   */
+  const laneOf = (item: Request | ProtocolError): number => {
+    if (item instanceof ProtocolError) return Lane.any;
+    const spec = lookupCommand(item.args);
+    item.spec = spec;
+    if (spec === undefined) return Lane.any;
+    const name = spec.parent === undefined ? spec.name : spec.parent.name;
+    if (name === 'quit') return Lane.any;
+    if (tx.wants(spec)) return Lane.transaction | REPLAN;
+    if (isLocal(name)) return name === 'hello' || name === 'reset' ? Lane.any | REPLAN : Lane.any;
+    if (spec.pubsub && isSubscribeCommand(name)) return Lane.subscriber | REPLAN;
+    if (isBlocking(spec, item.args)) return Lane.exclusive;
+    return client.proto === 3 ? Lane.shared3 : Lane.shared2;
   };
 
-  /** runs `req` (read at `at`), unless it must wait for the other lane: then it starts the queue */
+  /** runs one admitted request */
   const run = (req: Request, at: number): void => {
-    const spec = lookupCommand(req.args);
-    // WAIT is a lane of its own: it goes once every earlier request is answered (their writes
-    // made), and what follows waits for it, as on a Redis connection
-    const reqLane = spec === undefined ? 0 : spec.name === 'wait' ? 2 : spec.name !== 'quit' && tx.wants(spec) ? 1 : 0;
-    if (reqLane !== lane) {
-      if (emitted < seq) {
-        queue = [{ req, at }];
-        return;
-      }
-      lane = reqLane;
-    }
+    const spec = req.spec as CommandSpec | undefined;
     inFlight.add(at, req);
     const s = seq++;
     up.stats.totalCommands++;
@@ -307,23 +326,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (frame !== null) target.deliver(s, frame);
     if (client.quit) {
       closeHard = true;
-      end();
+      end(true);
     }
-  };
-
-  /** every earlier request is answered: run the queued ones (until one must wait again) */
-  const flush = (): void => {
-    flushing = false;
-    const q = queue;
-    queue = null;
-    if (q === null || gone) return;
-    for (const item of q) {
-      const again = queued(); // `run` may have started a new queue
-      if (again !== null) again.push(item);
-      else if (item.req instanceof ProtocolError) protocolError(item.req, item.at);
-      else run(item.req, item.at);
-    }
-    if (ending && queued() === null && emitted === seq) slots$.complete();
   };
 
   const protocolError = (err: ProtocolError, at: number): void => {
@@ -331,7 +335,6 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     up.logger.debug({ client: id, err: err.message }, 'client protocol error');
     inFlight.add(at, undefined);
     const s = seq++;
-    ending = true;
     closeHard = true;
     target.deliver(s, errorFrame('ERR ' + err.message));
   };
@@ -511,31 +514,55 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     return null;
   };
 
-  const input = fromSocket(socket)
+  const progress$ = new Subject<Progress>();
+  let admitHolding = false;
+  // (a graceful end stops the reading here: what was read is still answered)
+  const chunks$ = fromSocket(socket).pipe(takeUntil(stop$));
+  const admission = chunks$
     .pipe(
       tap(() => {
         chunkAt = immediateScheduler.now();
       }),
       decodeRequests(limits),
+      tap(stamp),
+      admitRequests(progress$, { laneOf, maxPendingRequests: up.limits.maxPendingRequests, maxPendingBytes: up.limits.maxPendingBytes }),
     )
     .subscribe({
-      next: dispatch,
-      error: (err: unknown) => {
-        if (err instanceof ProtocolError) {
-          if (queue !== null) queue.push({ req: err, at: chunkAt });
-          else protocolError(err, chunkAt);
-        } else {
-          socket.destroy();
+      next: ({ items, holding }) => {
+        for (let i = 0; i < items.length && !inputDone; i++) {
+          const item = items[i];
+          if (item instanceof ProtocolError) protocolError(item, chunkAt);
+          else run(item, item.at);
+        }
+        if (holding !== admitHolding) {
+          // past a bound or waiting for a lane: not read until the requests held can go; the
+          // next flush reports how far the client got (the counts it has may be a turn old)
+          admitHolding = holding;
+          if (holding) {
+            socket.pause();
+            mark();
+          } else if (!inputDone) socket.resume();
         }
       },
-      // the client half-closed: answer what it sent, then close; but as Redis frees a client at
-      // EOF, its blocked commands end now (their connections close, so nothing is popped for it)
+      error: () => {
+        if (!socket.destroyed) socket.destroy();
+      },
+      // the client half-closed (or broke the protocol, or the proxy is draining): answer what it
+      // sent, then close; but as Redis frees a client at EOF, its blocked commands end now
+      // (their connections close, so nothing is popped for it)
       complete: () => {
-        for (const cancel of [...blockedOn]) cancel();
-        end();
+        if (!stopped) for (const cancel of [...blockedOn]) cancel();
+        inputDone = true;
+        mark();
       },
     });
-  session.add(input);
+  let stopped = false;
+  session.add(
+    stop$.subscribe(() => {
+      stopped = true;
+    }),
+  );
+  session.add(admission);
   session.add(() => {
     tx.close();
     pubsub.close();
@@ -543,8 +570,16 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     if (!socket.destroyed) socket.destroy();
   });
   const connectedAt = immediateScheduler.now();
-  const idleMs = (now: number): number => (emitted < seq || queue !== null ? -1 : now - (chunkAt === 0 ? connectedAt : chunkAt));
-  return { subscription: session, end, idleMs };
+  const idleMs = (now: number): number => (order.next < seq || admitHolding ? -1 : now - (chunkAt === 0 ? connectedAt : chunkAt));
+  return { subscription: session, end: () => end(), idleMs };
+
+  /** each request of a chunk arrived when the chunk did */
+  function stamp(batch: RequestBatch): void {
+    for (let i = 0; i < batch.length; i++) {
+      const item = batch[i];
+      if (!(item instanceof ProtocolError)) item.at = chunkAt;
+    }
+  }
 }
 
 const NOAUTH = errorFrame('NOAUTH Authentication required.');

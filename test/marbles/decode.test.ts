@@ -6,24 +6,35 @@ import { ProtocolError } from '../../src/protocol/request-decoder.js';
 import { ReplyProtocolError } from '../../src/protocol/reply-decoder.js';
 import { b, testScheduler } from './helpers.js';
 
-const args = map((r: { args: Buffer[] }) => r.args.map(String).join(' '));
+import type { RequestBatch } from '../../src/operators/decode-requests.js';
+
+/** a batch as text: its requests' arguments, `|` between requests, `!message` for a protocol error */
+const args = map((batch: RequestBatch) => batch.map((r) => (r instanceof ProtocolError ? '!' + r.message : r.args.map(String).join(' '))).join('|'));
 
 describe('decodeRequests', () => {
-  it('emits each request when its last byte arrives, across chunks', () => {
+  it('emits the requests each chunk completes, as one batch, across chunks', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       const chunks = cold('-a--b----c-|', {
         a: b('*1\r\n$4\r\nPI'),
         b: b('NG\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n'),
         c: b('$4\r\nQUIT\r\n'),
       });
-      expectObservable(chunks.pipe(decodeRequests(), args)).toBe('----(xy)-z-|', { x: 'PING', y: 'GET k', z: 'QUIT' });
+      expectObservable(chunks.pipe(decodeRequests(), args)).toBe('----x----z-|', { x: 'PING|GET k', z: 'QUIT' });
     });
   });
 
-  it('errors with a ProtocolError after the requests before the violation', () => {
+  it('ends a batch with the ProtocolError after the requests before the violation, then completes', () => {
+    testScheduler().run(({ cold, expectObservable, expectSubscriptions }) => {
+      const chunks = cold('-a-a-', { a: b('*1\r\n$4\r\nPING\r\n*1\r\n*1\r\n') });
+      expectObservable(chunks.pipe(decodeRequests(), args)).toBe('-(x|)', { x: "PING|!Protocol error: expected '$', got '*'" });
+      expectSubscriptions(chunks.subscriptions).toBe('^!');
+    });
+  });
+
+  it('emits nothing for a chunk that completes no request', () => {
     testScheduler().run(({ cold, expectObservable }) => {
-      const chunks = cold('-a-', { a: b('*1\r\n$4\r\nPING\r\n*1\r\n*1\r\n') });
-      expectObservable(chunks.pipe(decodeRequests(), args)).toBe('-(x#)', { x: 'PING' }, new ProtocolError("expected '$', got '*'"));
+      const chunks = cold('-a-b-|', { a: b('*2\r\n$3\r\nGET'), b: b('\r\n$1\r\nk\r\n') });
+      expectObservable(chunks.pipe(decodeRequests(), args)).toBe('---x-|', { x: 'GET k' });
     });
   });
 

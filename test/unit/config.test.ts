@@ -107,6 +107,8 @@ describe('parseConfig: values and defaults', () => {
         outputHardBytes: 0,
         outputSoftBytes: 0,
         outputSoftSeconds: 0,
+        maxPendingRequests: 10000,
+        maxPendingBytes: 8388608,
       },
     });
     assert.equal('hashTag' in c, false);
@@ -158,6 +160,8 @@ max_bulk_bytes = 1048576
 max_header_bytes = 4096
 max_args = 1000
 max_reply_depth = 64
+max_pending_requests = 500
+max_pending_bytes = 1000000
 `;
     const { config, warnings } = parse(text);
     assert.deepEqual(warnings, []);
@@ -196,6 +200,8 @@ max_reply_depth = 64
       outputHardBytes: 0,
       outputSoftBytes: 0,
       outputSoftSeconds: 0,
+      maxPendingRequests: 500,
+      maxPendingBytes: 1000000,
     });
   });
 

@@ -1,0 +1,86 @@
+import type net from 'node:net';
+import type { SchedulerLike, Subscription } from 'rxjs';
+import { immediateScheduler } from '../sources/scheduler.js';
+
+/** Something that gathers output during a turn of the event loop and writes it in `flushTurn`. */
+export interface Flushable {
+  flushTurn(): void;
+}
+
+/**
+ * One flush per event-loop turn for every socket of the process: a client session or backend
+ * connection that has output marks itself once, and one macrotask (the scheduler's, so after
+ * every socket readable in this turn was read) writes them all. What a flush makes ready
+ * (requests a reply unblocked) is flushed in the same task. One task per turn, not one per
+ * socket.
+ */
+export class TurnFlush {
+  private dirty: Flushable[] = [];
+  private task: Subscription | null = null;
+
+  constructor(private readonly scheduler: SchedulerLike) {}
+
+  /** `f.flushTurn()` runs in this turn's flush (call once per turn: the caller keeps a flag) */
+  mark(f: Flushable): void {
+    this.dirty.push(f);
+    if (this.task === null) this.task = this.scheduler.schedule(this.run);
+  }
+
+  private readonly run = (): void => {
+    this.task = null;
+    // (flushing one may mark others: a session's reply admits a request for a backend)
+    for (let round = 0; this.dirty.length > 0 && round < 8; round++) {
+      const list = this.dirty;
+      this.dirty = [];
+      for (let i = 0; i < list.length; i++) list[i].flushTurn();
+    }
+    if (this.dirty.length > 0 && this.task === null) this.task = this.scheduler.schedule(this.run);
+  };
+}
+
+/** the process's one flush, on the macrotask scheduler */
+export const turnFlush = new TurnFlush(immediateScheduler);
+
+/**
+ * A socket's writes gathered per turn: `push` during the turn, one `write` (the buffers joined,
+ * or the one buffer as it is) in the turn's flush.
+ */
+export class BatchWriter implements Flushable {
+  private parts: Buffer[] = [];
+  private size = 0;
+  private marked = false;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly flush: TurnFlush = turnFlush,
+  ) {}
+
+  push(buf: Buffer): void {
+    this.parts.push(buf);
+    this.size += buf.length;
+    if (!this.marked) {
+      this.marked = true;
+      this.flush.mark(this);
+    }
+  }
+
+  /** bytes pushed and not yet written */
+  get pending(): number {
+    return this.size;
+  }
+
+  /** forgets what was not written (the connection is gone) */
+  discard(): void {
+    this.parts = [];
+    this.size = 0;
+  }
+
+  flushTurn(): void {
+    this.marked = false;
+    if (this.parts.length === 0) return;
+    const out = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.size);
+    this.parts = [];
+    this.size = 0;
+    if (!this.socket.destroyed) this.socket.write(out);
+  }
+}
