@@ -8,7 +8,8 @@ export type RequestBatch = Array<Request | ProtocolError>;
  * Socket chunks in, one batch per chunk out: the requests the chunk completed (a chunk that
  * completes none emits nothing). Partial requests wait, with their parse state, for the next
  * chunk. A protocol violation is the last item of its batch (after every request before it),
- * and the stream then completes: nothing after it is read.
+ * and the stream then completes: nothing after it is read. While `limits.preAuth` is set,
+ * each request is a batch of its own, emitted before the next is decoded.
  *
  *   chunks:   --"*1\r\n$4\r\nPI"--"NG\r\n*1\r\n$4\r\nPING\r\n"--|
  *   batches:  ---------------------[a,b]------------------------|
@@ -20,6 +21,13 @@ export function decodeRequests(limits: RequestLimits = defaultRequestLimits): Op
       let batch: RequestBatch = [];
       const emit = (req: Request): void => {
         batch.push(req);
+        // before AUTH each request is its own batch: it runs before the next is decoded, so an
+        // AUTH lifts the pre-auth limits for the rest of its chunk
+        if (limits.preAuth === true) {
+          const out = batch;
+          batch = [];
+          subscriber.next(out);
+        }
       };
       let ended = false; // after a protocol error: chunks still arriving are not read
       return source.subscribe({

@@ -85,6 +85,18 @@ export function serveClients(listener: Listener, up: Upstream, stats: SessionSta
     return opsRate;
   };
 
+  // (read when INFO asks, from the sessions: nothing counted per request)
+  const maxOutput = (): number => {
+    let max = 0;
+    for (const session of sessions) max = Math.max(max, session.outputBytes());
+    return max;
+  };
+  const blockedClients = (): number => {
+    let n = 0;
+    for (const session of sessions) if (session.blocked()) n++;
+    return n;
+  };
+
   return {
     get rejected() {
       return rejected;
@@ -94,7 +106,8 @@ export function serveClients(listener: Listener, up: Upstream, stats: SessionSta
         'Clients',
         [
           ['connected_clients', stats.connectedClients],
-          ['blocked_clients', 0],
+          ['client_recent_max_output_buffer', maxOutput()],
+          ['blocked_clients', blockedClients()],
         ],
       ],
       [
