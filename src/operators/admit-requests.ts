@@ -32,7 +32,7 @@ export const Lane = {
 export const REPLAN = 0x100;
 
 /** before the first replies of a client, this many requests may be in flight whatever their size */
-export const INITIAL_WINDOW = 8;
+export const INITIAL_WINDOW = 64;
 
 /** What the reply side reports, once per event-loop turn in which it wrote or drained. */
 export interface Progress {
@@ -73,7 +73,8 @@ export interface Admitted<T> {
  *
  * A request is always admitted when the client has nothing unanswered and nothing unread, so a
  * single reply larger than the bound still gets through. The recent reply size starts at
- * an eighth of `maxPendingBytes`, goes up at once to a larger average seen in a report, and
+ * `maxPendingBytes / INITIAL_WINDOW` (a new client may pipeline 64 requests before its
+ * replies say how large they are), goes up at once to a larger average seen in a report, and
  * down as far as a report's replies show (all the way for 16 or more of them). Nothing is dropped: held requests
  * leave, in order, as `progress$` reports answers and reads. The output completes once the
  * input has completed and every held request has left.

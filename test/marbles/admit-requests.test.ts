@@ -85,14 +85,26 @@ describe('admitRequests', () => {
 
   it('flow control: unanswered requests count at the recent reply size (large replies: fewer in flight)', () => {
     testScheduler().run(({ cold, hot, expectObservable }) => {
-      // maxPendingBytes 800: before any reply, 8 may be in flight (the initial window)
-      const batches = cold('-x--------', { x: [...'aaaaaaaaaaaa'] });
+      // maxPendingBytes 800: before any reply, 64 may be in flight (the initial window)
+      const batches = cold('-x---y----', { x: [...'aaaaaaaaaaaa'], y: [...'aa'] });
       // 2 replies of 200 bytes, all read: the estimate is 200, so 800 / 200 = 4 in flight at most:
-      // with 6 unanswered nothing goes; with 2 unanswered, 2 more
-      const progress = hot('---q-r----', { q: p(2, 400, 0), r: p(6, 1200, 0) });
-      expectObservable(batches.pipe(admitRequests(progress, opts({ maxPendingBytes: 800 })))).toBe('-u---v----', {
-        u: adm('aaaaaaaa', true),
-        v: adm('aa', true),
+      // with 10 unanswered nothing goes; with 2 unanswered, 2 more
+      const progress = hot('---q---r--', { q: p(2, 400, 0), r: p(10, 2000, 0) });
+      expectObservable(batches.pipe(admitRequests(progress, opts({ maxPendingBytes: 800 })))).toBe('-u---v-w--', {
+        u: adm('aaaaaaaaaaaa', false),
+        v: adm('', true),
+        w: adm('aa', false),
+      });
+    });
+  });
+
+  it('flow control: a new client pipelining more than the initial window gets 64 in flight until its replies are seen', () => {
+    testScheduler().run(({ cold, hot, expectObservable }) => {
+      const batches = cold('-x---', { x: Array.from({ length: 70 }, () => 'a') });
+      const progress = hot('---q-', { q: p(64, 64 * 10, 0) });
+      expectObservable(batches.pipe(admitRequests(progress, opts({ maxPendingBytes: 6400 })))).toBe('-u-v-', {
+        u: { items: Array.from({ length: 64 }, () => 'a'), holding: true },
+        v: adm('aaaaaa', false),
       });
     });
   });
