@@ -6,7 +6,8 @@
  *   is held back by the proxy, not the shared backend connections: another client B doing
  *   SET/GET round trips on the same backends meanwhile gets every answer, well within
  *   read_timeout; what the proxy keeps for A (INFO clients: client_recent_max_output_buffer)
- *   stays near `[clusters.limits] max_pending_bytes`; and once A reads, it gets all 500 replies,
+ *   stays near `[clusters.limits] max_pending_bytes` (and this process's buffers, the proxy
+ *   running in it, far from the 500 MiB asked for); and once A reads, it gets all 500 replies,
  *   complete and in order. In RESP2 and in RESP3 (HELLO 3 first).
  * - the bounds never lose or reorder anything: 20 000 small GETs in one write, read normally,
  *   are all answered in order (through the proxy with the default-like bounds, and through one
