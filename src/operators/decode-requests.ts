@@ -9,17 +9,20 @@ export type RequestBatch = Array<Request | ProtocolError>;
  * completes none emits nothing). Partial requests wait, with their parse state, for the next
  * chunk. A protocol violation is the last item of its batch (after every request before it),
  * and the stream then completes: nothing after it is read. While `limits.preAuth` is set,
- * each request is a batch of its own, emitted before the next is decoded.
+ * each request is a batch of its own, emitted before the next is decoded. With a clock `now`,
+ * every request's `at` is when its chunk arrived (one reading per chunk).
  *
  *   chunks:   --"*1\r\n$4\r\nPI"--"NG\r\n*1\r\n$4\r\nPING\r\n"--|
  *   batches:  ---------------------[a,b]------------------------|
  */
-export function decodeRequests(limits: RequestLimits = defaultRequestLimits): OperatorFunction<Buffer, RequestBatch> {
+export function decodeRequests(limits: RequestLimits = defaultRequestLimits, now?: () => number): OperatorFunction<Buffer, RequestBatch> {
   return (source) =>
     new Observable<RequestBatch>((subscriber) => {
       const decoder = new RequestDecoder(limits);
       let batch: RequestBatch = [];
+      let at = 0;
       const emit = (req: Request): void => {
+        req.at = at;
         batch.push(req);
         // before AUTH each request is its own batch: it runs before the next is decoded, so an
         // AUTH lifts the pre-auth limits for the rest of its chunk
@@ -34,6 +37,7 @@ export function decodeRequests(limits: RequestLimits = defaultRequestLimits): Op
         next(chunk) {
           if (ended) return;
           let failed: ProtocolError | null = null;
+          if (now !== undefined) at = now();
           try {
             decoder.push(chunk, emit);
           } catch (err) {

@@ -17,12 +17,15 @@ import type { Upstream } from './session.js';
 export interface DispatchContext {
   up: Upstream;
   client: ClientState;
-  /** the client's address, without the port (failed AUTHs are counted by it) */
-  ip: string;
+  /** the client's address, without the port (failed AUTHs are counted by it); read when needed */
+  ip(): string;
   /** where this client's replies go (its reorder buffer) */
   target: ReplyTarget;
-  tx: Transaction;
-  pubsub: PubSub;
+  /** the client's transaction and pub/sub machinery, once built (most clients never need them) */
+  parts: SessionParts;
+  /** builds them on first use */
+  tx(): Transaction;
+  pubsub(): PubSub;
   /** the client's blocking commands in flight */
   blockedOn: BlockingOwner;
   inFlight: InFlight;
@@ -31,6 +34,12 @@ export interface DispatchContext {
   /** timers that end with the session (a wrong password's delayed answer) */
   timers: Subscription;
   scheduler: SchedulerLike;
+}
+
+/** What a session builds only when a request needs it. */
+export interface SessionParts {
+  tx: Transaction | null;
+  pubsub: PubSub | null;
 }
 
 export interface Dispatch {
@@ -48,9 +57,13 @@ export interface Dispatch {
  * `laneOf` gives keep the order of execution across those connections.
  */
 export function createDispatch(ctx: DispatchContext): Dispatch {
-  const { up, client, target, tx, pubsub, blockedOn, inFlight } = ctx;
+  const { up, client, target, parts, blockedOn, inFlight } = ctx;
   const rs = up.stats.requests;
-  const ip = ctx.ip;
+  /** the request goes to the transaction (MULTI, WATCH... or anything while in MULTI) */
+  const txWants = (spec: CommandSpec): boolean => spec.transaction || (parts.tx !== null && parts.tx.wants(spec));
+  /** a refused request makes EXEC abort, as in Redis */
+  const refused = (): void => parts.tx?.refused();
+  const subscribed = (): boolean => parts.pubsub !== null && parts.pubsub.active;
   let authFailed = 0; // wrong passwords on this connection
 
   /**
@@ -66,7 +79,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
     if (spec === undefined) return Lane.any;
     const name = spec.parent === undefined ? spec.name : spec.parent.name;
     if (name === 'quit') return Lane.any;
-    if (tx.wants(spec)) return Lane.transaction | REPLAN;
+    if (txWants(spec)) return Lane.transaction | REPLAN;
     if (isLocal(name)) return name === 'hello' || name === 'reset' ? Lane.any | REPLAN : Lane.any;
     if (spec.pubsub && isSubscribeCommand(name)) return Lane.subscriber | REPLAN;
     if (isBlocking(spec, item.args)) return Lane.exclusive;
@@ -88,31 +101,31 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
         return client.authed ? answerLocal('client', args, client, up.facts) : noAuth();
       }
       rs.errors[spec === undefined ? FrontError.unknown_command : FrontError.wrong_arity]++;
-      tx.refused();
+      refused();
       return errorFrame(commandError(args) ?? 'ERR unknown command');
     }
     const name = topName(spec);
     if (!client.authed && !allowedBeforeAuth(name)) return noAuth();
     if (up.denied.size > 0 && (up.denied.has(name) || (spec.parent !== undefined && up.denied.has(spec.name)))) {
       rs.errors[FrontError.denied]++;
-      tx.refused();
+      refused();
       return errorFrame(`ERR command '${spec.name}' is denied by this proxy's policy (deny_commands)`);
     }
     const user = client.user;
     if (user !== undefined && !userMay(user, spec, name)) {
       rs.errors[FrontError.denied]++;
-      tx.refused();
+      refused();
       return errorFrame(`NOPERM User ${user.name} has no permissions to run the '${spec.name}' command`);
     }
     if (name === 'reset') return reset();
-    if (client.proto === 2 && pubsub.active && !SUBSCRIBED_MODE.has(name)) {
+    if (client.proto === 2 && subscribed() && !SUBSCRIBED_MODE.has(name)) {
       return errorFrame(`ERR Can't execute '${spec.name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`);
     }
-    if (name === 'ping' && client.proto === 2 && pubsub.active) return subscribedPong(args);
-    if (name === 'hello' && pubsub.active && args.length > 1 && args[1].toString('latin1') !== String(client.proto)) {
+    if (name === 'ping' && client.proto === 2 && subscribed()) return subscribedPong(args);
+    if (name === 'hello' && subscribed() && args.length > 1 && args[1].toString('latin1') !== String(client.proto)) {
       return errorFrame('ERR aster-proxy cannot change the protocol of a client with subscriptions');
     }
-    if (name !== 'quit' && tx.wants(spec)) return tx.handle(spec, name, args, req.raw, s);
+    if (name !== 'quit' && txWants(spec)) return ctx.tx().handle(spec, name, args, req.raw, s);
     if (isLocal(name)) {
       const nodes = up.nodeCount();
       if (name === 'info' && infoWantsKeyspace(args) && nodes > 0) {
@@ -125,7 +138,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       const wasAuthed = client.authed;
       const answer = answerLocal(name, args, client, up.facts);
       if ((name === 'auth' || name === 'hello') && answer.subarray(0, 10).toString('latin1') === '-WRONGPASS') return wrongPassword(answer, s);
-      if (client.authed && !wasAuthed) up.authFailures.succeeded(ip);
+      if (client.authed && !wasAuthed) up.authFailures.succeeded(ctx.ip());
       return answer;
     }
     if (isPubSub(spec)) return routePubSub(spec, name, args, req.raw, s);
@@ -182,7 +195,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
   const wrongPassword = (answer: Buffer, s: number): Buffer | null => {
     rs.errors[FrontError.auth_failed]++;
     if (++authFailed >= MAX_AUTH_FAILURES) client.quit = true;
-    const delay = up.authFailures.failed(ip, ctx.scheduler.now());
+    const delay = up.authFailures.failed(ctx.ip(), ctx.scheduler.now());
     if (delay === 0) return answer;
     ctx.timers.add(ctx.scheduler.schedule(() => target.deliver(s, answer), delay));
     return null;
@@ -192,7 +205,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
   const routePubSub = (spec: CommandSpec, name: string, args: readonly Buffer[], raw: Buffer, s: number): Buffer | null => {
     if (isSubscribeCommand(name)) {
       ctx.holdPushesUntil(s);
-      return pubsub.handle(name, args, s);
+      return ctx.pubsub().handle(name, args, s);
     }
     if (name === 'publish' || name === 'spublish') {
       up.send(up.backendFor(args[1]), client.proto, raw, target, s, false);
@@ -213,8 +226,8 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
    * (RESP2) and the authentication (back to the default user's) are dropped; `+RESET`.
    */
   const reset = (): Buffer => {
-    tx.reset();
-    pubsub.reset();
+    parts.tx?.reset();
+    parts.pubsub?.reset();
     for (const cancel of [...blockedOn]) cancel();
     client.name = null;
     client.proto = 2;

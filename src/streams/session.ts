@@ -1,7 +1,7 @@
 import type net from 'node:net';
-import { Subject, Subscription, takeUntil, tap } from 'rxjs';
+import { Subject, Subscription, takeUntil } from 'rxjs';
 import type { Logger } from 'pino';
-import { decodeRequests, type RequestBatch } from '../operators/decode-requests.js';
+import { decodeRequests } from '../operators/decode-requests.js';
 import { admitRequests, type Progress } from '../operators/admit-requests.js';
 import { PRE_AUTH_MAX_ARGS, PRE_AUTH_MAX_BULK, ProtocolError, type Request, type RequestLimits } from '../protocol/request-decoder.js';
 import { errorFrame, type Proto } from '../protocol/encode.js';
@@ -17,7 +17,7 @@ import type { AuthFailures } from './auth-failures.js';
 import type { LimitsConfig } from '../config/types.js';
 import { Transaction, type TxUpstream } from './transaction.js';
 import { PubSub, type PubSubUpstream } from './pubsub.js';
-import { createDispatch } from './dispatch.js';
+import { createDispatch, type SessionParts } from './dispatch.js';
 
 /** What a client session needs from the cluster it connected to. */
 export interface Upstream extends TxUpstream, PubSubUpstream {
@@ -90,10 +90,23 @@ export interface Session {
 }
 
 export function runSession(socket: net.Socket, up: Upstream, id: number): Session {
-  const ip = socket.remoteAddress ?? '?';
-  const addr = `${ip}:${socket.remotePort ?? 0}`;
+  // the peer's address costs a system call: read when first asked for (CLIENT, SLOWLOG, AUTH)
+  let ip: string | undefined;
+  let addr: string | undefined;
+  const ipOf = (): string => (ip ??= socket.remoteAddress ?? '?');
   let closeHard = false; // close the socket after the last reply (protocol error, QUIT), not only our half
-  const client: ClientState = { id, name: null, proto: 2, libName: null, libVer: null, quit: false, authed: up.facts.password === undefined && up.facts.users.size === 0, addr };
+  const client: ClientState = {
+    id,
+    name: null,
+    proto: 2,
+    libName: null,
+    libVer: null,
+    quit: false,
+    authed: up.facts.password === undefined && up.facts.users.size === 0,
+    get addr(): string {
+      return (addr ??= `${ipOf()}:${socket.remotePort ?? 0}`);
+    },
+  };
   const session = new Subscription();
   let seq = 0; // requests dispatched (numbered in the order the client sent them)
   let inputDone = false; // no request after `seq - 1` will be dispatched
@@ -112,7 +125,7 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     inFlight,
     slowlog: up.slowlog,
     client,
-    subscribed: (): boolean => pubsub.active,
+    subscribed: (): boolean => parts.pubsub !== null && parts.pubsub.active,
     scheduler: immediateScheduler,
     afterFlush: () => {
       if (admitHolding) progress$.next({ answered: output.answered, bytes: output.releasedBytes, unread: output.unread });
@@ -120,17 +133,19 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     },
   });
   const target = output.target;
-  const tx = new Transaction(up, () => client.proto, target);
-  const pubsub = new PubSub(up, () => client.proto, target, (frame) => output.push(frame));
+  // a transaction or subscriptions: built by the first request that needs them
+  const parts: SessionParts = { tx: null, pubsub: null };
+  const proto = (): Proto => client.proto;
   /** this client's blocking commands in flight: cancelled (their connections closed) when it leaves */
   const blockedOn: BlockingOwner = new Set();
   const { laneOf, route } = createDispatch({
     up,
     client,
-    ip,
+    ip: ipOf,
     target,
-    tx,
-    pubsub,
+    parts,
+    tx: () => (parts.tx ??= new Transaction(up, proto, target)),
+    pubsub: () => (parts.pubsub ??= new PubSub(up, proto, target, (frame) => output.push(frame))),
     blockedOn,
     inFlight,
     holdPushesUntil: (s) => output.holdPushesUntil(s),
@@ -223,11 +238,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   const chunks$ = fromSocket(socket).pipe(takeUntil(stop$));
   const admission = chunks$
     .pipe(
-      tap(() => {
-        chunkAt = immediateScheduler.now();
-      }),
-      decodeRequests(limits),
-      tap(stamp),
+      // (each request is stamped with its chunk's arrival, which is also the client's last activity)
+      decodeRequests(limits, () => (chunkAt = immediateScheduler.now())),
       admitRequests(progress$, { laneOf, maxPendingRequests: up.limits.maxPendingRequests, maxPendingBytes: up.limits.maxPendingBytes }),
     )
     .subscribe({
@@ -261,8 +273,8 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     });
   session.add(admission);
   session.add(() => {
-    tx.close();
-    pubsub.close();
+    parts.tx?.close();
+    parts.pubsub?.close();
     for (const cancel of [...blockedOn]) cancel();
     if (!socket.destroyed) socket.destroy();
   });
@@ -274,12 +286,4 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     outputBytes: () => output.bytes,
     blocked: () => blockedOn.size > 0,
   };
-
-  /** each request of a chunk arrived when the chunk did */
-  function stamp(batch: RequestBatch): void {
-    for (let i = 0; i < batch.length; i++) {
-      const item = batch[i];
-      if (!(item instanceof ProtocolError)) item.at = chunkAt;
-    }
-  }
 }

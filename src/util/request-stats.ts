@@ -151,8 +151,10 @@ export class RequestStats {
  * request's sequence number, growing when a client pipelines deeper than it holds.
  */
 export class InFlight {
-  private at: Float64Array;
-  private cmd: Int32Array;
+  // plain arrays: a typed array's backing store costs more to make than a session's
+  // first requests save with it
+  private at: number[];
+  private cmd: number[];
   private req: Array<Request | undefined>;
   private mask: number;
   /** the oldest sequence number still held */
@@ -163,9 +165,9 @@ export class InFlight {
   constructor(capacity = 16) {
     let cap = 16;
     while (cap < capacity) cap *= 2;
-    this.at = new Float64Array(cap);
-    this.cmd = new Int32Array(cap);
-    this.req = new Array<Request | undefined>(cap);
+    this.at = new Array<number>(cap).fill(0);
+    this.cmd = new Array<number>(cap).fill(NO_COMMAND);
+    this.req = new Array<Request | undefined>(cap).fill(undefined);
     this.mask = cap - 1;
   }
 
@@ -202,9 +204,9 @@ export class InFlight {
 
   private grow(): void {
     const cap = (this.mask + 1) * 2;
-    const at = new Float64Array(cap);
-    const cmd = new Int32Array(cap);
-    const req = new Array<Request | undefined>(cap);
+    const at = new Array<number>(cap).fill(0);
+    const cmd = new Array<number>(cap).fill(NO_COMMAND);
+    const req = new Array<Request | undefined>(cap).fill(undefined);
     for (let s = this.head; s < this.tail; s++) {
       at[s & (cap - 1)] = this.at[s & this.mask];
       cmd[s & (cap - 1)] = this.cmd[s & this.mask];

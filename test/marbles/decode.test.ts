@@ -31,6 +31,21 @@ describe('decodeRequests', () => {
     });
   });
 
+  it('stamps each request with the arrival of the chunk that completed it, one clock reading per chunk', () => {
+    testScheduler().run(({ cold, expectObservable }) => {
+      const chunks = cold('-a--b---c-|', {
+        a: b('*1\r\n$4\r\nPI'),
+        b: b('NG\r\n*1\r\n$4\r\nPING\r\n'),
+        c: b('*1\r\n$4\r\nQUIT\r\n'),
+      });
+      let readings = 0;
+      const clock = (): number => ++readings * 100;
+      const at = map((batch: RequestBatch) => batch.map((r) => (r instanceof ProtocolError ? '!' : String(r.at))).join('|'));
+      // chunk a (reading 100) completes nothing; b (200) completes two; c (300) one
+      expectObservable(chunks.pipe(decodeRequests(undefined, clock), at)).toBe('----x---y-|', { x: '200|200', y: '300' });
+    });
+  });
+
   it('emits nothing for a chunk that completes no request', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       const chunks = cold('-a-b-|', { a: b('*2\r\n$3\r\nGET'), b: b('\r\n$1\r\nk\r\n') });
