@@ -17,6 +17,7 @@ export interface Flushable {
 export class TurnFlush {
   private dirty: Flushable[] = [];
   private task: Subscription | null = null;
+  private turns = 0;
 
   constructor(private readonly scheduler: SchedulerLike) {}
 
@@ -26,8 +27,17 @@ export class TurnFlush {
     if (this.task === null) this.task = this.scheduler.schedule(this.run);
   }
 
+  /**
+   * Counts the flushes: whatever was marked before a flush has a smaller number than what is
+   * marked after it. Something marked in a turn may read the clock once for that turn.
+   */
+  get turn(): number {
+    return this.turns;
+  }
+
   private readonly run = (): void => {
     this.task = null;
+    this.turns++;
     // (flushing one may mark others: a session's reply admits a request for a backend)
     for (let round = 0; this.dirty.length > 0 && round < 8; round++) {
       const list = this.dirty;

@@ -7,7 +7,7 @@ import { overdue } from '../operators/overdue.js';
 import { encodeCommand } from '../protocol/request-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
 import { ReplyProtocolError, type ReplyLimits } from '../protocol/reply-decoder.js';
-import { Fifo } from '../util/fifo.js';
+import { PendingQueue } from '../util/pending.js';
 import type { BackendErrorCause, BackendStats } from '../util/request-stats.js';
 import { connectTcp, fromSocket, onReady } from './socket.js';
 import type { TlsClientConfig } from '../config/types.js';
@@ -15,12 +15,6 @@ import type { TlsClientConfig } from '../config/types.js';
 /** Where a reply goes: a client session's reorder buffer, or a multi-key aggregate. */
 export interface ReplyTarget {
   deliver(seq: number, frame: Buffer): void;
-}
-
-interface Pending {
-  target: ReplyTarget;
-  seq: number;
-  sentAt: number;
 }
 
 /** the seq of the connection's own setup commands (AUTH, HELLO), answered to nobody */
@@ -103,7 +97,7 @@ export interface BackendOptions {
  * ("blackhole") and the connection is retried with exponential backoff.
  */
 export class BackendConnection {
-  private pending = new Fifo<Pending>(64);
+  private pending = new PendingQueue<ReplyTarget>(64);
   private socket: net.Socket | null = null;
   private out$: BatchWriter | null = null;
   private conn = new Subscription();
@@ -119,6 +113,9 @@ export class BackendConnection {
   private readonly ticker: Subscription;
   /** when the socket chunk being decoded arrived (one clock read per chunk, not per reply) */
   private chunkAt = 0;
+  /** the send clock's turn and reading */
+  private clockTurn = -1;
+  private clockAt = 0;
   /** the counters of this backend (the cluster sets them); null: not counted */
   stats: BackendStats | null = null;
 
@@ -128,7 +125,7 @@ export class BackendConnection {
       .pipe(
         overdue({
           timeoutMs: opts.readTimeoutMs,
-          oldestSentAt: () => this.pending.peek()?.sentAt,
+          oldestSentAt: () => this.pending.oldestSentAt(),
           scheduler: opts.scheduler,
         }),
       )
@@ -152,8 +149,22 @@ export class BackendConnection {
       target.deliver(seq, this.unavailable());
       return;
     }
-    this.pending.push({ target, seq, sentAt: this.opts.scheduler.now() });
     this.out$.push(data);
+    this.pending.push(target, seq, this.sendClock());
+  }
+
+  /**
+   * When the requests of this turn were sent: one clock reading per turn (a request written in
+   * this turn's flush waits for it, not for the moment `send` was called), since every send
+   * marks a flush, which starts the next turn's count.
+   */
+  private sendClock(): number {
+    const turn = this.opts.flush.turn;
+    if (turn !== this.clockTurn) {
+      this.clockTurn = turn;
+      this.clockAt = this.opts.scheduler.now();
+    }
+    return this.clockAt;
   }
 
   /** Stops taking part: requests already sent are answered, then the connection closes. */
@@ -233,20 +244,23 @@ export class BackendConnection {
         .subscribe({
           next: (frame) => {
             if (isPush(frame)) return; // out-of-band (RESP3 push): answers no request
-            const p = this.pending.shift();
-            if (p === undefined) {
+            const pending = this.pending;
+            if (!pending.shift()) {
               this.fail('reply with no request', true, 'protocol');
               return;
             }
+            const target = pending.target as ReplyTarget;
+            const seq = pending.seq;
+            const sentAt = pending.sentAt;
             if (frame[0] === 0x2d /* - */ && this.opts.onBackendError !== undefined) {
               const kind = healthErrorKind(frame);
               if (kind !== undefined) this.opts.onBackendError(kind);
             }
-            if (p.seq !== SETUP) {
+            if (seq !== SETUP) {
               if (this.attempts !== 0) this.proven();
-              if (this.stats !== null) this.stats.reply(this.chunkAt - p.sentAt, frame);
+              if (this.stats !== null) this.stats.reply(this.chunkAt - sentAt, frame);
             }
-            p.target.deliver(p.seq, frame);
+            target.deliver(seq, frame);
             if (this.draining && this.pending.length === 0) this.close();
           },
           error: (err: unknown) => this.fail(err instanceof Error ? err.message : String(err), true, err instanceof ReplyProtocolError ? 'protocol' : 'closed'),
@@ -265,8 +279,8 @@ export class BackendConnection {
     // connection setup goes first on the wire; a failure is logged and the client requests
     // then get the backend's own error (NOAUTH...), never a reply meant for another request
     const setup = (args: string[], what: string): void => {
-      this.pending.push({ target: this.setupCheck(what), seq: SETUP, sentAt: opts.scheduler.now() });
       out$.push(encodeCommand(args));
+      this.pending.push(this.setupCheck(what), SETUP, opts.scheduler.now());
     };
     if (opts.password !== undefined) setup(opts.username !== undefined ? ['AUTH', opts.username, opts.password] : ['AUTH', opts.password], 'AUTH');
     if (opts.proto === 3) setup(['HELLO', '3'], 'HELLO 3');
@@ -299,10 +313,11 @@ export class BackendConnection {
     }
     const frame = errorFrame(`ERR backend ${this.opts.label}: ${reason}`);
     let failed = 0;
-    for (let p = this.pending.shift(); p !== undefined; p = this.pending.shift()) {
-      if (p.seq === SETUP) continue;
+    const pending = this.pending;
+    while (pending.shift()) {
+      if (pending.seq === SETUP) continue;
       failed++;
-      p.target.deliver(p.seq, frame);
+      (pending.target as ReplyTarget).deliver(pending.seq, frame);
     }
     if (stats !== null && failed > 0) stats.failed(cause === 'timeout' ? 'timeout' : 'closed', failed);
     this._state = 'down';
