@@ -14,6 +14,9 @@
 #   aster-t1       aster-proxy, thread = 1 (one process)
 #   aster-t2       aster-proxy, thread = 2 (a primary and two worker processes)
 #   (proxy is another name for aster-t1)
+#   node-floor     scripts/node-floor.mjs: a Node server that decodes each request with the
+#                  proxy's decoder and answers it itself, no backend: what Node's sockets
+#                  and event loop cost before a proxy does any work (not by default)
 # Two parts, each interleaved over several rounds (the first target rotates:
 # A B C, B C A, C A B, ...):
 #   keep-alive    redis-benchmark -c 50 -n N -r 100000 -t get,set --csv -P DEPTH, per depth
@@ -65,7 +68,7 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 die() { echo "bench: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
 
-ALL_TARGETS=redis,nutcracker,nutcracker-v5,aster-t1,aster-t2
+ALL_TARGETS=redis,nutcracker,nutcracker-v5,aster-t1,aster-t2,node-floor
 ROUNDS=${BENCH_ROUNDS:-} REQUESTS=${BENCH_REQUESTS:-} CONN_REQUESTS=${BENCH_CONN_REQUESTS:-}
 PIPELINES=${BENCH_PIPELINES:-1,16} CLIENTS=${BENCH_CLIENTS:-50} TESTS=${BENCH_TESTS:-get,set}
 TARGETS=${BENCH_TARGETS:-redis,nutcracker,aster-t1,aster-t2}
@@ -138,7 +141,7 @@ NUTCRACKER=$(command -v nutcracker || echo /usr/sbin/nutcracker)
 if want nutcracker || want nutcracker-v5; then
   [[ -x $NUTCRACKER ]] || die "nutcracker not found: run sh scripts/ensure-deps.sh"
 fi
-if want aster-t1 || want aster-t2; then
+if want aster-t1 || want aster-t2 || want node-floor; then
   [[ -f bin/aster-proxy.js && -f dist/src/main.js ]] || die "the proxy is not built: run npm run build"
 fi
 HZ=$(getconf CLK_TCK)
@@ -291,6 +294,15 @@ EOF
 }
 if want aster-t1; then start_proxy aster-t1 1; fi
 if want aster-t2; then start_proxy aster-t2 2; fi
+if want node-floor; then
+  free_port fp
+  node scripts/node-floor.mjs "$fp" "$HOST" > "$tmp/node-floor.log" 2>&1 &
+  track $! node
+  pid_of[node-floor]=$!
+  port_of[node-floor]=$fp
+  wait_ready "$fp" $! node-floor "$tmp/node-floor.log"
+  say "node-floor on $fp (pid ${pid_of[node-floor]})"
+fi
 
 # --- measure -------------------------------------------------------------------
 # cpu_ticks PID: utime+stime (clock ticks) of PID and its descendants, and the
