@@ -194,10 +194,25 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
   };
 
   // before AUTH a client may send only small requests (Redis's pre-auth limits); the decoder
-  // reads this object for every header, so AUTH lifts them from the next request on
-  const limits: RequestLimits = client.authed
-    ? up.limits
-    : { ...up.limits, maxArgs: Math.min(PRE_AUTH_MAX_ARGS, up.limits.maxArgs), maxBulkBytes: Math.min(PRE_AUTH_MAX_BULK, up.limits.maxBulkBytes), preAuth: true };
+  // reads this object for every header, so AUTH lifts them from the next request on, and a
+  // reload's new limits apply to every client from its next request
+  const limits: RequestLimits = {
+    get maxBulkBytes(): number {
+      return client.authed ? up.limits.maxBulkBytes : Math.min(PRE_AUTH_MAX_BULK, up.limits.maxBulkBytes);
+    },
+    get maxArgs(): number {
+      return client.authed ? up.limits.maxArgs : Math.min(PRE_AUTH_MAX_ARGS, up.limits.maxArgs);
+    },
+    get maxHeaderBytes(): number {
+      return up.limits.maxHeaderBytes;
+    },
+    get maxQueryBytes(): number | undefined {
+      return up.limits.maxQueryBytes;
+    },
+    get preAuth(): boolean {
+      return !client.authed;
+    },
+  };
 
   /** the dispatch stage: one admitted request to where its plan says */
   const run = (req: Request): void => {
@@ -214,7 +229,6 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
       up.logger.error({ client: id, err }, 'internal error while handling a request');
       frame = errorFrame('ERR aster-proxy internal error while handling this command');
     }
-    if (limits.preAuth === true && client.authed) Object.assign(limits, up.limits, { preAuth: false });
     if (frame !== null) target.deliver(s, frame);
     if (client.quit) {
       closeHard = true;
@@ -240,7 +254,15 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     .pipe(
       // (each request is stamped with its chunk's arrival, which is also the client's last activity)
       decodeRequests(limits, () => (chunkAt = immediateScheduler.now())),
-      admitRequests(progress$, { laneOf, maxPendingRequests: up.limits.maxPendingRequests, maxPendingBytes: up.limits.maxPendingBytes }),
+      admitRequests(progress$, {
+        laneOf,
+        get maxPendingRequests(): number {
+          return up.limits.maxPendingRequests;
+        },
+        get maxPendingBytes(): number {
+          return up.limits.maxPendingBytes;
+        },
+      }),
     )
     .subscribe({
       next: ({ items, holding }) => {

@@ -372,6 +372,26 @@ describe('hot reload', { timeout: 120_000 }, () => {
     assert.equal(client.closed, false);
   });
 
+  it('applies new request limits to the clients already connected, from their next request', async () => {
+    const file = path.join(tempDir(), 'proxy.toml');
+    const withLimit = (bytes: number): string => toml({ name: 'main', servers: [srv(a, 1, 'a')], extra: `[clusters.limits]\nmax_bulk_bytes = ${bytes}` });
+    fs.writeFileSync(file, withLimit(1 << 20));
+    const { proxy, port } = await start(file);
+    const client = await connect(port());
+    const big = 'x'.repeat(4096);
+    assert.equal(await client.call('SET', 'limited', big), 'OK');
+    fs.writeFileSync(file, withLimit(1024));
+    await reloaded(proxy, 1);
+    // the same connection: a 4096-byte argument is now over the limit (a protocol error, then closed)
+    const r = await client.call('SET', 'limited', big);
+    assert.ok(typeof r === 'object' && r !== null && /^ERR Protocol error: invalid bulk length \(more than 1024 bytes\)/.test(r.err), `expected the new limit, got ${JSON.stringify(r)}`);
+    await waitFor(() => client.closed, 5000, 'the proxy to close the connection after the protocol error');
+    // small requests pass, on a new connection as well
+    const other = await connect(port());
+    assert.equal(await other.call('SET', 'limited', 'small'), 'OK');
+    assert.equal(await other.call('GET', 'limited'), 'small');
+  });
+
   it('refuses an invalid config: the old one keeps serving, the error names file, cluster and key, and is counted', async () => {
     const file = path.join(tempDir(), 'proxy.toml');
     const good = toml({ name: 'main', servers: [srv(a, 1, 'a'), srv(b, 1, 'b')] });

@@ -70,6 +70,26 @@ describe('admitRequests', () => {
     });
   });
 
+  it('flow control: the bounds are read at each decision, so a reload that changes them applies to a client already connected', () => {
+    testScheduler().run(({ cold, hot, expectObservable }) => {
+      const bounds = opts({ maxPendingRequests: 2 });
+      const batches = cold('-x-------', { x: [...'aaaaaa'] });
+      // the report at frame 3 answers 1; then the bound goes up to 4 (a reload) before the next one
+      const progress = hot('---q--r--', { q: p(1), r: p(2) });
+      const out = batches.pipe(
+        admitRequests(
+          progress.pipe(
+            tap((x) => {
+              if (x.answered === 2) bounds.maxPendingRequests = 4;
+            }),
+          ),
+          bounds,
+        ),
+      );
+      expectObservable(out).toBe('-u-v--w--', { u: adm('aa', true), v: adm('a', true), w: adm('aaa', false) });
+    });
+  });
+
   it('flow control: a client with maxPendingBytes unread gets nothing more until it reads', () => {
     testScheduler().run(({ cold, hot, expectObservable }) => {
       const batches = cold('-x-y------', { x: [...'a'], y: [...'bb'] });
