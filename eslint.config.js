@@ -37,7 +37,7 @@ export default tseslint.config(
     rules: { 'no-restricted-imports': 'off' },
   },
   {
-    files: ['src/cli.ts', 'src/config/load.ts'],
+    files: ['src/cli.ts', 'src/config/load.ts', 'src/config/address.ts'],
     rules: {
       'no-restricted-imports': [
         'error',

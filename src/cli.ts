@@ -43,7 +43,10 @@ export interface CliIO {
 export interface ServeRequest {
   config: Config;
   warnings: string[];
+  /** the announced address: --ip, else the default (see defaultIp) */
   ip: string;
+  /** --ip was given: every cluster announces it; else a cluster whose listen_addr names one address announces that one */
+  ipGiven: boolean;
   metricsPort: number;
   reload: boolean;
   logLevel: LogLevel;
@@ -101,7 +104,7 @@ const EPILOGUE = `Exit status:
 
 Environment:
   ASTER_DEFAULT_THREAD  the "thread" of clusters that do not set it (default: one per CPU)
-  HOST                  announced address when --ip is not given and no non-loopback IPv4 exists
+  HOST                  announced address when --ip is not given, listen_addr is a wildcard and no non-loopback IPv4 exists
 
 Logs are JSON lines on stderr. The config format is documented in default.toml.`;
 
@@ -112,7 +115,7 @@ function buildParser(version: string) {
     // (a description as the second argument of usage() would declare a default command, and
     // then stray words on the command line would no longer be errors)
     .usage(
-      '$0 [options]\n\n' +
+      '$0 [options] [FILE]\n\n' +
         'A Redis proxy: twemproxy-compatible sharding over standalone\n' +
         'Redis servers, or one address in front of a Redis Cluster.',
     )
@@ -121,8 +124,8 @@ function buildParser(version: string) {
       alias: 'c',
       type: 'string',
       requiresArg: true,
-      default: DEFAULT_CONFIG,
-      describe: 'the TOML config file',
+      defaultDescription: DEFAULT_CONFIG,
+      describe: 'the TOML config file (or FILE, as the one argument)',
       coerce: (v: unknown) => {
         const s = single('config', v);
         if (typeof s !== 'string' || s.trim() === '') throw new UsageError('--config needs a file name');
@@ -134,7 +137,7 @@ function buildParser(version: string) {
       type: 'string',
       requiresArg: true,
       describe: 'address announced in CLUSTER SLOTS/NODES replies',
-      defaultDescription: 'first non-loopback IPv4, else $HOST, else 127.0.0.1',
+      defaultDescription: "the cluster's listen_addr when it names one address, else the first non-loopback IPv4, else $HOST, else 127.0.0.1",
       coerce: (v: unknown) => {
         const s = single('ip', v);
         if (typeof s !== 'string' || !isHostOrIp(s.trim())) {
@@ -183,11 +186,13 @@ function buildParser(version: string) {
     .alias('help', 'h')
     .example('$0', `run with ./${DEFAULT_CONFIG}`)
     .example('$0 -c /etc/aster/proxy.toml -r', 'run, and apply config file changes live')
+    .example('$0 /etc/aster/proxy.toml', 'the same file as the one argument')
     .example('$0 --check -c proxy.toml', 'validate a config (for CI or before a deploy) and exit')
     .example('$0 -c proxy.toml -i 10.0.0.5 -m 0', 'announce 10.0.0.5 in CLUSTER replies; no metrics endpoint')
     .example('$0 -l debug', 'run with debug logs')
     .epilogue(EPILOGUE)
-    .strict()
+    // options are checked here; the one positional argument (FILE) in parseArgs
+    .strictOptions()
     .exitProcess(false)
     .wrap(null)
     .fail((msg, err) => {
@@ -240,10 +245,16 @@ function parseArgs(argv: string[], version: string): Promise<Parse> {
         } else if (output) {
           resolve({ kind: 'output', text: output });
         } else {
+          // FILE, aster v1's habit (`aster-proxy proxy.toml`), or --config: one of them
+          const rest = args._.map(String);
+          const flag = args['config'] as string | undefined;
+          if (rest.length > 1) return resolve({ kind: 'error', message: `unexpected argument: ${rest.slice(1).join(', ')} (the config file is the only argument)` });
+          if (rest.length === 1 && flag !== undefined) return resolve({ kind: 'error', message: `the config file was given twice: ${JSON.stringify(rest[0])} and --config ${JSON.stringify(flag)}` });
+          if (rest.length === 1 && rest[0].trim() === '') return resolve({ kind: 'error', message: 'the config file name is empty' });
           resolve({
             kind: 'args',
             args: {
-              config: args['config'] as string,
+              config: rest[0] ?? flag ?? DEFAULT_CONFIG,
               ...(args['ip'] !== undefined ? { ip: args['ip'] as string } : {}),
               metrics: args['metrics'] as number,
               reload: args['reload'] as boolean,
@@ -354,6 +365,7 @@ export async function serveProxy(req: ServeRequest, deps: ServeDeps): Promise<nu
     try {
       proxy = await deps.startProxy(config, {
         ip: req.ip,
+        ipGiven: req.ipGiven,
         metricsPort: req.metricsPort,
         reload: req.reload,
         // what --reload watches and SIGHUP rereads: the file the config came from
@@ -421,6 +433,7 @@ export async function runCli(argv: string[], io: Partial<CliIO> = {}): Promise<n
     config: loaded.config,
     warnings: loaded.warnings,
     ip: args.ip ?? defaultIp(full.env),
+    ipGiven: args.ip !== undefined,
     metricsPort: args.metrics,
     reload: args.reload,
     logLevel: args.logLevel,

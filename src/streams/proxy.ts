@@ -1,6 +1,7 @@
 import { config as rxConfig } from 'rxjs';
 import type { Logger } from 'pino';
 import type { ClusterConfig, Config } from '../config/types.js';
+import { announcedIp } from '../config/address.js';
 import { serveMetrics, type MetricsServer, type MetricsView } from '../sinks/metrics.js';
 import { VERSION } from '../sources/package-info.js';
 import { startStandalone } from './standalone.js';
@@ -9,8 +10,10 @@ import type { RunningCluster } from './running-cluster.js';
 import { startReloading, type ClusterHost, type ReloadStatus } from './reload.js';
 
 export interface ProxyOptions {
-  /** address announced in CLUSTER replies */
+  /** address announced in CLUSTER replies (by clusters listening on a wildcard address, unless `ipGiven`) */
   ip: string;
+  /** `ip` was asked for (--ip): every cluster announces it, whatever its listen_addr */
+  ipGiven?: boolean;
   /** Prometheus port; 0 = off */
   metricsPort: number;
   /** where the metrics go (default: served over HTTP on `metricsPort`); a worker hands them to its primary instead */
@@ -43,7 +46,7 @@ export async function startProxy(config: Config, opts: ProxyOptions): Promise<Ru
   rxConfig.onUnhandledError = (err: unknown) => opts.logger.error({ err }, 'unhandled error in a stream');
   const running: RunningCluster[] = [];
   const startOne = (c: ClusterConfig): Promise<RunningCluster> =>
-    c.cacheType === 'redis_cluster' ? startCluster(c, VERSION, opts.ip, opts.logger) : startStandalone(c, VERSION, opts.logger);
+    c.cacheType === 'redis_cluster' ? startCluster(c, VERSION, announcedIp(c.listenHost, opts.ip, opts.ipGiven === true), opts.logger) : startStandalone(c, VERSION, opts.logger);
   // clusters removed by a reload whose clients are still being answered
   const retiring = new Set<RunningCluster>();
   let wanted: Config = config;

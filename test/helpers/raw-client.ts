@@ -127,9 +127,9 @@ export class Raw {
     );
   }
 
-  static connect(port: number): Promise<Raw> {
+  static connect(port: number, host = '127.0.0.1'): Promise<Raw> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port });
+      const s = net.connect({ host, port });
       const timer = setTimeout(() => {
         s.destroy();
         reject(new Error(`connect to ${port} timed out`));

@@ -149,6 +149,15 @@ describe('aster-proxy (spawned)', () => {
     assert.ok(r.stdout.startsWith(`${file('good.toml')}: ok: 1 cluster: shards`));
   });
 
+  it('takes the config file as the one argument too (aster-proxy FILE)', TEST_TIMEOUT, async () => {
+    const r = await run(['--check', file('good.toml')]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.startsWith(`${file('good.toml')}: ok: 1 cluster: shards`), r.stdout);
+    const bad = await run([file('bad.toml'), '-m', '0']);
+    assert.equal(bad.code, 1, 'the file given as the argument is the one read');
+    assert.ok(bad.stderr.includes('Memcached is not supported'), bad.stderr);
+  });
+
   it('--check prints every problem of a bad config and exits 1', TEST_TIMEOUT, async () => {
     const f = file('bad.toml');
     const r = await run(['--check', '--config', f]);
@@ -219,7 +228,9 @@ describe('aster-proxy (spawned)', () => {
       [['-c'], '--config needs a value'],
       [['-l', 'loud'], 'Invalid values'],
       [['-i', 'not an ip!'], '--ip: expected an IP address or host name'],
-      [['stray'], 'unknown argument: stray'],
+      // FILE and --config both: which one was meant is unclear
+      [['stray'], 'the config file was given twice: "stray" and --config'],
+      [['-m', '0', 'a.toml', 'b.toml'], 'unexpected argument: b.toml'],
     ];
     for (const [args, message] of cases) {
       // should a bad flag ever slip through, the missing config stops the run (exit 1, not 2)
@@ -395,7 +406,7 @@ describe('serveProxy (in process, fake proxy and signals)', () => {
       },
       exitNow: (code) => void exits.push(code),
     };
-    const req: ServeRequest = { config, warnings: ['x.toml: w1'], ip: '10.0.0.1', metricsPort: 0, reload: true, logLevel: 'info', version: '9.9.9' };
+    const req: ServeRequest = { config, warnings: ['x.toml: w1'], ip: '10.0.0.1', ipGiven: true, metricsPort: 0, reload: true, logLevel: 'info', version: '9.9.9' };
     return {
       lines,
       deps,
@@ -414,7 +425,7 @@ describe('serveProxy (in process, fake proxy and signals)', () => {
     const h = harness();
     const done = serveProxy(h.req, h.deps);
     await tick();
-    assert.deepEqual(h.startedWith(), { ip: '10.0.0.1', metricsPort: 0, reload: true, configFile: config.file, logger: h.deps.logger });
+    assert.deepEqual(h.startedWith(), { ip: '10.0.0.1', ipGiven: true, metricsPort: 0, reload: true, configFile: config.file, logger: h.deps.logger });
     assert.ok(h.subscribed());
     h.signal('SIGTERM');
     assert.equal(await done, 0);

@@ -235,6 +235,33 @@ describe('cluster mode: a proxy in front of a 3-master, 3-replica cluster', () =
     assert.equal(await cluster.call(owner, 'SCARD', '{xs}:e'), 3);
   });
 
+  it('announces its listen address when listen_addr names one, unless --ip says otherwise', async () => {
+    /** the address and port CLUSTER SLOTS and CLUSTER NODES announce through a proxy started with `opts` */
+    const announced = async (listen: string, opts: { ip: string; ipGiven: boolean }): Promise<[string, number, string]> => {
+      const toml = clusterToml('announce', cluster.addrs()).replace('listen_addr = "127.0.0.1:0"', `listen_addr = "${listen}:0"`);
+      const p = await startProxy(parseConfig(toml, 'x.toml').config, { ...opts, metricsPort: 0, reload: false, logger: createLogger('silent') });
+      extra.push(p);
+      const at = portOf(p, 'announce');
+      const c = await Raw.connect(at, listen);
+      try {
+        await waitFor(async () => String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok'), 10_000, 'the proxy has the slot map');
+        const node = ((await c.call('CLUSTER', 'SLOTS')) as Resp[][])[0][2] as Resp[];
+        const line = String(await c.call('CLUSTER', 'NODES')).split('\n')[0];
+        assert.equal(node[1], at);
+        return [String(node[0]), at, line];
+      } finally {
+        c.close();
+      }
+    };
+    // 127.0.0.2 is loopback, but neither 127.0.0.1 nor the machine's own address: only the
+    // listen address can have put it there
+    const [ip, at, line] = await announced('127.0.0.2', { ip: '10.9.9.9', ipGiven: false });
+    assert.equal(ip, '127.0.0.2');
+    assert.ok(line.includes(` 127.0.0.2:${at}@`), line);
+    const [given] = await announced('127.0.0.2', { ip: '10.9.9.9', ipGiven: true });
+    assert.equal(given, '10.9.9.9');
+  });
+
   it('shows itself as a one-node cluster owning every slot', async () => {
     const slots = await raw.call('CLUSTER', 'SLOTS');
     assert.ok(Array.isArray(slots) && slots.length === 1, JSON.stringify(slots));
