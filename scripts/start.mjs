@@ -2,7 +2,11 @@
 // start.mjs - `npm start`: run aster-proxy on this machine, with the local Redis
 // backends its config names, in one command.
 //
-// Usage: npm start [-- [--config FILE] [other aster-proxy options]]
+// Usage: npm start [-- [--cluster] [--config FILE] [other aster-proxy options]]
+//
+//   --cluster: the cluster-mode example, cluster.toml (unless --config names
+//   another file): a local Redis Cluster of 3 masters and 3 replicas on
+//   127.0.0.1:7000-7005 and the proxy on 127.0.0.1:26380 in front of it.
 //
 //   1. sh scripts/ensure-deps.sh (npm packages; redis-server etc. when root);
 //   2. `npm run build` when dist/ is missing or older than src/;
@@ -15,11 +19,17 @@
 //   5. on Ctrl-C / SIGTERM / SIGHUP: stops the proxy, then exactly the
 //      redis-servers it started (by PID), and exits. When the proxy exits by
 //      itself, those redis-servers are stopped too.
-// Servers already answering PING are used as they are and never stopped.
-// `redis_cluster` seeds are only checked: this script does not create clusters.
+//   For a `cache_type = "redis_cluster"` cluster whose seeds are all on loopback
+//   and none answers PING, a Redis Cluster is created on them: one
+//   `redis-server --cluster-enabled yes` per seed (.run/cluster-PORT/, wiped
+//   first: no persistence, a fresh nodes.conf), joined by `redis-cli --cluster
+//   create` (one replica per master with 6 or more seeds, else masters only; at
+//   least 3 masters), and waited for until every node says cluster_state:ok.
+// Servers already answering PING are used as they are and never stopped; a
+// cluster some of whose seeds answer is used as it is.
 // With -h/--help, -V/--version or --check, no backend is started.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,10 +45,13 @@ const fail = (msg, code = 1) => {
 // --- arguments ---------------------------------------------------------------
 const argv = process.argv.slice(2);
 let configArg = null;
+let clusterExample = false;
 const passThrough = [];
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
-  if (a === '-c' || a === '--config') {
+  if (a === '--cluster') {
+    clusterExample = true;
+  } else if (a === '-c' || a === '--config') {
     if (i + 1 >= argv.length) fail(`${a} needs a file name`, 2);
     configArg = argv[++i];
   } else if (a.startsWith('--config=')) {
@@ -52,7 +65,7 @@ const noServer = passThrough.some((a) => ['-h', '--help', '-V', '--version', '--
 // directory npm was started in (INIT_CWD); the default is the repo's default.toml
 const configFile =
   configArg === null
-    ? join(root, 'default.toml')
+    ? join(root, clusterExample ? 'cluster.toml' : 'default.toml')
     : resolve(process.env.INIT_CWD ?? process.cwd(), configArg);
 
 // --- 1. dependencies, 2. build -----------------------------------------------
@@ -100,25 +113,35 @@ const main = async () => {
   for (const c of clusters) {
     const addr = parseAddr(String(c.listen_addr ?? ''));
     if (!addr) continue; // the proxy reports bad config itself
-    listens.push(addr);
+    listens.push({ ...addr, cluster: c.cache_type === 'redis_cluster' });
     const probeHost = isWildcard(addr.host) ? '127.0.0.1' : addr.host;
     if ((await probe(probeHost, addr.port)) !== 'free') {
       fail(`cluster "${c.name}": listen address ${c.listen_addr} is already in use`);
     }
   }
 
-  // the backends: loopback servers of standalone clusters, each address once
+  // the backends: loopback servers of standalone clusters, each address once; Redis
+  // Clusters to create where none of their seeds answers
   const wanted = new Map();
+  const toCreate = [];
   for (const c of clusters) {
     const servers = Array.isArray(c.servers) ? c.servers : [];
-    for (const spec of servers) {
-      const addr = parseAddr(String(spec).trim().split(/\s+/)[0]);
-      if (!addr || !isLoopback(addr.host)) continue;
-      const key = `${addr.host}:${addr.port}`;
-      if (c.cache_type === 'redis') wanted.set(key, addr);
-      else if (!wanted.has(key) && (await probe(addr.host, addr.port)) === 'free') {
-        say(`cluster "${c.name}": nothing answers on seed ${key}; start that Redis Cluster yourself`);
+    const addrs = servers.map((spec) => parseAddr(String(spec).trim().split(/\s+/)[0])).filter((a) => a !== null);
+    if (c.cache_type === 'redis_cluster') {
+      const states = await Promise.all(addrs.map((a) => (isLoopback(a.host) ? probe(a.host, a.port) : Promise.resolve('remote'))));
+      if (states.some((st) => st === 'redis') || addrs.length === 0) continue;
+      if (states.some((st) => st !== 'free')) {
+        say(`cluster "${c.name}": its seeds are not all free loopback ports; start that Redis Cluster yourself`);
+      } else if (addrs.length < 3) {
+        say(`cluster "${c.name}": a local Redis Cluster needs at least 3 seeds (masters), it has ${addrs.length}; start it yourself`);
+      } else {
+        toCreate.push({ name: c.name, addrs });
       }
+      continue;
+    }
+    for (const addr of addrs) {
+      if (!isLoopback(addr.host)) continue;
+      wanted.set(`${addr.host}:${addr.port}`, addr);
     }
   }
   for (const [key, addr] of wanted) {
@@ -134,6 +157,15 @@ const main = async () => {
         await stopAll();
         fail(e.message);
       }
+    }
+  }
+
+  for (const c of toCreate) {
+    try {
+      await createCluster(c);
+    } catch (e) {
+      await stopAll();
+      fail(e.message);
     }
   }
 
@@ -164,7 +196,8 @@ const main = async () => {
     const host = isWildcard(addr.host) ? '127.0.0.1' : addr.host;
     if (await waitFor(() => probe(host, addr.port).then((s) => s !== 'free'), 15_000, () => !alive(proxy))) {
       const h = host === '127.0.0.1' ? '' : `-h ${addr.host} `;
-      say(`aster-proxy (pid ${proxy.pid}) listens on ${addr.host}:${addr.port}: connect with  redis-cli ${h}-p ${addr.port}`);
+      const also = addr.cluster ? `, or as a cluster client:  redis-cli -c ${h}-p ${addr.port}` : '';
+      say(`aster-proxy (pid ${proxy.pid}) listens on ${addr.host}:${addr.port}: connect with  redis-cli ${h}-p ${addr.port}${also}`);
     } else if (alive(proxy)) {
       say(`aster-proxy (pid ${proxy.pid}) is not listening on ${addr.host}:${addr.port} yet`);
     }
@@ -226,15 +259,21 @@ async function waitFor(check, ms, giveUp = () => false) {
   return false;
 }
 
-async function startRedis({ host, port }) {
-  const dir = join(runDir, `redis-${port}`);
-  const log = join(runDir, `redis-${port}.log`);
+// a redis-server on host:port (`cluster`: a Redis Cluster node, in a fresh directory)
+async function startRedis({ host, port }, cluster = false) {
+  const dir = join(runDir, cluster ? `cluster-${port}` : `redis-${port}`);
+  const log = join(runDir, cluster ? `cluster-${port}.log` : `redis-${port}.log`);
+  // a node's nodes.conf from an earlier run would bring back a cluster without its data
+  if (cluster) rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const bind = host === 'localhost' ? ['127.0.0.1', '-::1'] : [host];
+  const clusterArgs = cluster
+    ? ['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, 'nodes.conf'), '--cluster-node-timeout', '5000']
+    : [];
   const proc = spawn(
     'redis-server',
     ['--port', String(port), '--bind', ...bind, '--save', '', '--appendonly', 'no',
-      '--dir', dir, '--logfile', log, '--daemonize', 'no'],
+      '--dir', dir, '--logfile', log, '--daemonize', 'no', ...clusterArgs],
     { cwd: root, detached: true, stdio: ['ignore', 'ignore', 'inherit'] },
   );
   children.push({ name: `redis-server ${host}:${port}`, proc, port });
@@ -252,6 +291,58 @@ async function startRedis({ host, port }) {
   say(`started redis-server ${host}:${port} (pid ${proc.pid}, log ${relative(root, log)})`);
   proc.on('exit', (code, signal) => {
     if (!stopping) say(`redis-server ${host}:${port} (pid ${proc.pid}) exited (${signal ?? `code ${code}`})`);
+  });
+}
+
+// A Redis Cluster on the seeds of `c` (all free loopback ports): a node on each,
+// joined by redis-cli --cluster create, ready when every node says cluster_state:ok.
+async function createCluster({ name, addrs }) {
+  const replicas = addrs.length >= 6 ? 1 : 0;
+  if (Math.floor(addrs.length / (1 + replicas)) < 3) throw new Error(`cluster "${name}": too few seeds for 3 masters`);
+  say(`cluster "${name}": no seed answers; creating a local Redis Cluster on ${addrs.length} nodes (${replicas} replica per master)`);
+  await Promise.all(addrs.map((a) => startRedis(a, true)));
+  const create = spawnSync(
+    'redis-cli',
+    ['--cluster', 'create', ...addrs.map((a) => `${a.host === 'localhost' ? '127.0.0.1' : a.host}:${a.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
+    { cwd: root, encoding: 'utf8', timeout: 60_000 },
+  );
+  if (create.status !== 0) {
+    throw new Error(`redis-cli --cluster create failed (exit ${create.status ?? create.signal}):\n${(create.stdout ?? '') + (create.stderr ?? '')}`.trim());
+  }
+  // every node says ok, and every node sees every replica attached to its master (else the
+  // proxy's first slot map could lack replicas until its next refresh)
+  const masters = Math.floor(addrs.length / (1 + replicas));
+  const attached = (nodes) => nodes.split('\n').filter((l) => / (myself,)?slave [0-9a-f]{40} /.test(l)).length;
+  const ok = await waitFor(async () => {
+    const info = await Promise.all(addrs.map((a) => ask(a.host, a.port, ['CLUSTER', 'INFO'])));
+    if (!info.every((r) => r.includes('cluster_state:ok'))) return false;
+    const views = await Promise.all(addrs.map((a) => ask(a.host, a.port, ['CLUSTER', 'NODES'])));
+    return views.every((v) => attached(v) >= masters * replicas);
+  }, 30_000);
+  if (!ok) throw new Error(`cluster "${name}": the nodes did not all reach cluster_state:ok with every replica attached within 30 s (logs in ${relative(root, runDir)}/cluster-PORT.log)`);
+  say(`cluster "${name}": Redis Cluster ready on ${addrs.map((a) => a.port).join(', ')}`);
+}
+
+// one command's reply as text ('' when it cannot be had)
+function ask(host, port, args, timeoutMs = 2000) {
+  return new Promise((done) => {
+    const sock = net.connect({ host, port });
+    let reply = '';
+    const finish = () => {
+      clearTimeout(timer);
+      sock.destroy();
+      done(reply);
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    sock.on('connect', () => sock.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`));
+    sock.on('data', (chunk) => {
+      reply += chunk.toString('latin1');
+      // a bulk string: its length line, then that many bytes and CRLF
+      const m = /^\$(-?\d+)\r\n/.exec(reply);
+      if (reply.startsWith('-') || reply.startsWith('+') || (m && (Number(m[1]) < 0 || reply.length >= m[0].length + Number(m[1]) + 2))) finish();
+    });
+    sock.on('error', finish);
+    sock.on('close', finish);
   });
 }
 
