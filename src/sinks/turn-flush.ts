@@ -59,11 +59,23 @@ export class BatchWriter implements Flushable {
   private parts: Buffer[] = [];
   private size = 0;
   private marked = false;
+  /** when each write the socket has not handed to the kernel whole yet was made (with a clock), oldest first */
+  private unfinished: number[] = [];
+  private readonly finished = (): void => {
+    this.unfinished.shift();
+  };
 
   constructor(
     private readonly socket: net.Socket,
     private readonly flush: TurnFlush = turnFlush,
+    /** with a clock, `oldestUnfinishedAt` tells how long the oldest write has waited */
+    private readonly now?: () => number,
   ) {}
+
+  /** when the oldest write not yet taken whole by the kernel was made; undefined when none waits (or no clock) */
+  oldestUnfinishedAt(): number | undefined {
+    return this.unfinished.length === 0 ? undefined : this.unfinished[0];
+  }
 
   push(buf: Buffer): void {
     this.parts.push(buf);
@@ -83,6 +95,7 @@ export class BatchWriter implements Flushable {
   discard(): void {
     this.parts = [];
     this.size = 0;
+    this.unfinished = [];
   }
 
   flushTurn(): void {
@@ -91,6 +104,13 @@ export class BatchWriter implements Flushable {
     const out = this.parts.length === 1 ? this.parts[0] : Buffer.concat(this.parts, this.size);
     this.parts = [];
     this.size = 0;
-    if (!this.socket.destroyed) this.socket.write(out);
+    if (this.socket.destroyed) return;
+    if (this.now === undefined) {
+      this.socket.write(out);
+      return;
+    }
+    // (a write's callback runs once the kernel took all of it, or the socket failed; in order)
+    this.unfinished.push(this.now());
+    this.socket.write(out, this.finished);
   }
 }

@@ -14,6 +14,8 @@ export type PoolServer = Pick<ServerSpec, 'host' | 'port' | 'addr' | 'alias'>;
 export interface PoolSettings {
   readTimeoutMs: number;
   connectTimeoutMs: number;
+  /** write_timeout (0: none) */
+  writeTimeoutMs?: number;
   keepAliveSec: number;
   password?: string;
   /** the ACL user of `password` */
@@ -28,6 +30,7 @@ export interface PoolSettings {
 const sameSettings = (a: PoolSettings, b: PoolSettings): boolean =>
   a.readTimeoutMs === b.readTimeoutMs &&
   a.connectTimeoutMs === b.connectTimeoutMs &&
+  a.writeTimeoutMs === b.writeTimeoutMs &&
   a.keepAliveSec === b.keepAliveSec &&
   a.password === b.password &&
   a.username === b.username &&
@@ -113,6 +116,7 @@ export class BackendPool {
       label: server.alias ?? server.addr,
       readTimeoutMs: st.readTimeoutMs,
       connectTimeoutMs: st.connectTimeoutMs,
+      writeTimeoutMs: st.writeTimeoutMs ?? 0,
       keepAliveSec: st.keepAliveSec,
       proto,
       password: st.password,

@@ -56,6 +56,8 @@ export interface BackendOptions {
   /** ms from send to reply before the connection is given up; 0: none */
   readTimeoutMs: number;
   connectTimeoutMs: number;
+  /** ms a write may wait for the backend to take it (a backend that stops reading) before the connection is given up; 0: none */
+  writeTimeoutMs?: number;
   keepAliveSec: number;
   /** RESP protocol of this connection; 3 sends HELLO 3 first */
   proto: 2 | 3;
@@ -130,6 +132,13 @@ export class BackendConnection {
         }),
       )
       .subscribe(() => this.fail(`read timeout (${opts.readTimeoutMs} ms)`, true, 'timeout'));
+    // write_timeout: the same ticks, on the oldest write the backend has not taken yet
+    const writeTimeoutMs = opts.writeTimeoutMs ?? 0;
+    this.ticker.add(
+      (writeTimeoutMs > 0 ? opts.ticks$ : NEVER)
+        .pipe(overdue({ timeoutMs: writeTimeoutMs, oldestSentAt: () => this.out$?.oldestUnfinishedAt(), scheduler: opts.scheduler }))
+        .subscribe(() => this.fail(`write timeout (${writeTimeoutMs} ms): the backend does not take what is written to it`, true, 'timeout')),
+    );
     this.open();
   }
 
@@ -225,7 +234,7 @@ export class BackendConnection {
   private open(): void {
     const { opts } = this;
     const socket = connectTcp({ host: opts.host, port: opts.port, keepAliveSec: opts.keepAliveSec, ...(opts.tls !== undefined ? { tls: opts.tls } : {}) });
-    const out$ = new BatchWriter(socket, opts.flush);
+    const out$ = new BatchWriter(socket, opts.flush, (opts.writeTimeoutMs ?? 0) > 0 ? () => opts.scheduler.now() : undefined);
     const conn = new Subscription();
     this.socket = socket;
     this.conn = conn;

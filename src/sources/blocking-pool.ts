@@ -136,6 +136,7 @@ export class BlockingPool {
       label: server.alias ?? server.addr,
       readTimeoutMs: 0,
       connectTimeoutMs: st.connectTimeoutMs,
+      writeTimeoutMs: st.writeTimeoutMs ?? 0,
       keepAliveSec: st.keepAliveSec,
       proto,
       password: st.password,

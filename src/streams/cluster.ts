@@ -25,6 +25,7 @@ import { addrOf, clusterRoutes, NO_MAP, SLOT_NOT_SERVED } from './cluster-routes
 const poolSettings = (cfg: ClusterConfig, readOnly: boolean): PoolSettings => ({
   readTimeoutMs: cfg.readTimeout,
   connectTimeoutMs: cfg.writeTimeout,
+  writeTimeoutMs: cfg.writeTimeout,
   keepAliveSec: cfg.tcpKeepalive,
   password: cfg.backendPassword,
   username: cfg.backendUsername,

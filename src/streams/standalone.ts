@@ -28,6 +28,7 @@ export interface StandaloneCluster extends RunningCluster {
 const poolSettings = (cfg: ClusterConfig): PoolSettings => ({
   readTimeoutMs: cfg.readTimeout,
   connectTimeoutMs: cfg.writeTimeout,
+  writeTimeoutMs: cfg.writeTimeout,
   keepAliveSec: cfg.tcpKeepalive,
   password: cfg.backendPassword,
   username: cfg.backendUsername,

@@ -139,6 +139,14 @@ class FakeBackend {
     });
   }
 
+  /** stops reading its connections (what the proxy writes piles up in the kernel's buffers), or reads again */
+  reading(on: boolean): void {
+    for (const s of this.sockets) {
+      if (on) s.resume();
+      else s.pause();
+    }
+  }
+
   stop(): Promise<void> {
     for (const s of this.sockets) s.destroy();
     return new Promise((resolve) => this.server.close(() => resolve()));
@@ -473,6 +481,30 @@ describe('fake backends that misbehave', { timeout: 60_000 }, () => {
       assert.equal(c.sentCount, c.replies.length, 'no stray reply reached the client');
     });
   }
+
+  it('write_timeout: a backend that stops reading has its connection closed and its requests failed, long before read_timeout', async (t) => {
+    const [real, fake] = await Promise.all([startRedis(), FakeBackend.start(ordinary)]);
+    fakes.push(fake);
+    const s = await setup([real.port, fake.port], ['read_timeout = 20000', 'write_timeout = 300']);
+    running.push(s);
+    await waitFor(() => fake.connections > 0, 3000, 'the proxy to connect to the fake backend');
+    const c = await s.client();
+    const [k] = s.keysOn(1, 'stall');
+    assert.equal(await c.call('GET', k), fakeValue(k));
+    fake.reading(false);
+    // 32 MiB for it: more than the kernel's buffers between the two hold
+    const big = 'x'.repeat(4 << 20);
+    const keys = s.keysOn(1, 'stall', 8);
+    const [replies, ms] = await timed(c.pipeline(keys.map((key) => ['SET', key, big]), 15_000));
+    t.diagnostic(`8 SETs of 4 MiB to a backend that does not read: answered after ${ms.toFixed(0)} ms (write_timeout 300, read_timeout 20000)`);
+    for (const r of replies) assertErr(r, 'ERR', 'SET to a backend that does not read');
+    assert.match((replies[0] as RespErr).message, /^ERR backend alias1: write timeout \(300 ms\)/);
+    // the other backend was never held up, and the stalled one serves again once it reads
+    const [other] = s.keysOn(0, 'fine');
+    assert.equal(await c.call('SET', other, 'v'), 'OK');
+    fake.reading(true);
+    await waitFor(async () => (await c.call('GET', k)) === fakeValue(k), 5000, 'the fake backend to serve again');
+  });
 
   it('a reply cut short by the backend closing: the pending requests get errors', async () => {
     let mode: 'cut' | 'ok' = 'cut';
