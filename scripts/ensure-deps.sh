@@ -12,11 +12,17 @@
 #                 nutcracker) are kept from starting and disabled: our tests and
 #                 scripts start their own servers on free ports. Not root: a
 #                 message saying what to install, exit 1.
+#   with "test"   also promtool (Debian package prometheus; its services, and
+#                 those of prometheus-node-exporter, kept from starting too),
+#                 which the tests run on deploy/prometheus-alerts.yml.
 #
-# Usage: sh scripts/ensure-deps.sh   (npm's pretest, `npm start` and `npm run bench` run it)
+# Usage: sh scripts/ensure-deps.sh [test]   (npm's pretest with "test"; `npm start`
+#        and `npm run bench` without)
 set -eu
 
 cd "$(dirname "$0")/.."
+for_tests=0
+[ "${1:-}" = test ] && for_tests=1
 
 say() { echo "ensure-deps: $*" >&2; }
 
@@ -45,9 +51,12 @@ done
 have nutcracker || [ -x /usr/sbin/nutcracker ] || missing="$missing nutcracker"
 # openssl makes the TLS tests' certificates
 have openssl || missing="$missing openssl"
+# promtool checks the alert rules (tests only)
+if [ "$for_tests" = 1 ]; then have promtool || missing="$missing promtool"; fi
 [ -z "$missing" ] && exit 0
 
 PACKAGES="redis-server redis-tools nutcracker openssl"
+if [ "$for_tests" = 1 ]; then PACKAGES="$PACKAGES prometheus"; fi
 if [ "$(id -u)" -ne 0 ]; then
   say "missing:$missing"
   say "install them as root, e.g. on Debian/Ubuntu:"
@@ -116,6 +125,10 @@ for pkg in $newly; do
   case $pkg in
     redis-server) stop_service redis-server /run/redis/redis-server.pid ;;
     nutcracker) stop_service nutcracker /run/nutcracker/nutcracker.pid ;;
+    prometheus)
+      stop_service prometheus /run/prometheus/prometheus.pid
+      stop_service prometheus-node-exporter /run/prometheus/prometheus-node-exporter.pid
+      ;;
   esac
 done
 

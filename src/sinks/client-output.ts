@@ -166,7 +166,7 @@ export class ClientOutput implements Flushable {
       const cmd = inFlight.command(s);
       if (cmd === NO_COMMAND) continue;
       const us = (now - inFlight.arrivedAt(s)) * 1000;
-      stats.total.observe(us);
+      stats.timed(cmd, us);
       if (slowUs >= 0 && us >= slowUs) {
         const req = inFlight.request(s);
         const c = this.deps.client;

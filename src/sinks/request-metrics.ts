@@ -37,6 +37,11 @@ export function registerRequestMetrics(registry: Registry, view: RequestMetricsV
   mirrorHistogram(registry, 'aster_remote_timer', 'time of a request at a backend, from send to reply, microseconds', ASTER_REMOTE_BUCKETS_US, 1, hist((r) => r.remote));
   mirrorHistogram(registry, 'aster_request_duration_seconds', 'time from a request\'s arrival to its reply leaving the proxy', SECONDS_BUCKETS, 1e-6, hist((r) => r.total));
   mirrorHistogram(registry, 'aster_backend_request_duration_seconds', 'time of a request at a backend, from send to reply', SECONDS_BUCKETS, 1e-6, hist((r) => r.remote));
+  // by command: the top-level names of the command table, others as "other" (bounded series)
+  mirrorHistogram(registry, 'aster_command_duration_seconds', 'time from a request\'s arrival to its reply leaving the proxy, by command (top-level name from the command table, else "other")', SECONDS_BUCKETS, 1e-6, () =>
+    view.clusters().flatMap((c) => c.stats.requests.byCommand.flatMap((h, i): Array<[Labels, Histogram]> => (h === undefined ? [] : [[{ cluster: c.name, command: COMMAND_NAMES[i] }, h]]))),
+    ['cluster', 'command'],
+  );
 
   // -- commands: by name (bounded: the command table's names, else "other") and by aster's kind
   mirrorCounter(registry, 'aster_commands_total', 'replies to clients by command (top-level name from the command table, else "other") and result (ok, error)', ['cluster', 'command', 'result'], each((cluster, r) => {
@@ -116,9 +121,9 @@ function mirrorCounter(registry: Registry, name: string, help: string, labelName
  * published bounds in µs (each a bound of the source); `scale` converts µs to the published
  * unit (1 for µs, 1e-6 for seconds), for the `le` labels and the sum.
  */
-function mirrorHistogram(registry: Registry, name: string, help: string, upper: readonly number[], scale: number, read: () => Array<[Labels, Histogram]>): void {
+function mirrorHistogram(registry: Registry, name: string, help: string, upper: readonly number[], scale: number, read: () => Array<[Labels, Histogram]>, labelNames = ['cluster']): void {
   const upperUs = upper.map((u) => Math.round(u / scale));
-  new MirroredHistogram({ name, help, labelNames: ['cluster'], buckets: [...upper], aggregator: 'sum', registers: replacing(registry, name) }, () =>
+  new MirroredHistogram({ name, help, labelNames, buckets: [...upper], aggregator: 'sum', registers: replacing(registry, name) }, () =>
     read().flatMap(([labels, h]) => {
       const cumulative = h.cumulative(upperUs);
       const count = h.count;

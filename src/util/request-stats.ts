@@ -110,6 +110,8 @@ export class RequestStats {
   readonly remote = new Histogram();
   /** replies by command and result: `[index * 2]` ok, `[index * 2 + 1]` error */
   readonly commands = new Float64Array(COMMAND_NAMES.length * 2);
+  /** arrival to reply by command index (as `total`), µs; made for a command when it is first answered */
+  readonly byCommand: Array<Histogram | undefined> = new Array<Histogram | undefined>(COMMAND_NAMES.length).fill(undefined);
   readonly errors = new Float64Array(FRONT_ERROR_KINDS.length);
   readonly backends = new Map<string, BackendStats>();
 
@@ -121,6 +123,12 @@ export class RequestStats {
       this.backends.set(label, b);
     }
     return b;
+  }
+
+  /** a request of command `index` (not NO_COMMAND) was answered `us` after it arrived */
+  timed(index: number, us: number): void {
+    this.total.observe(us);
+    (this.byCommand[index] ??= new Histogram()).observe(us);
   }
 
   /** a reply to a request of command `index` left the proxy */

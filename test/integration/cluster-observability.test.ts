@@ -15,6 +15,7 @@ import { createLogger } from '../../src/sinks/log.js';
 import { startProxy, type RunningProxy } from '../../src/streams/proxy.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
 import { freePort, stopAll, waitFor } from '../helpers/servers.js';
+import { missingFromScrape } from '../helpers/deploy-names.js';
 
 const BIN = join(new URL('../../../', import.meta.url).pathname, 'bin/aster-proxy.js');
 
@@ -58,6 +59,10 @@ servers = [${cluster.addrs().map((a) => JSON.stringify(a)).join(', ')}]
     await proxy?.close();
     await cluster?.stop();
     await stopAll();
+  });
+
+  it('declares every metric the shipped dashboard and alert rules use (deploy/)', async () => {
+    assert.deepEqual(missingFromScrape(await get(metricsPort, '/metrics'), false), [], 'metrics of deploy/ missing from a cluster-mode scrape');
   });
 
   it('shows the slot map and its fetches, and counts a MOVED once the slot moved', async () => {
@@ -106,6 +111,7 @@ describe('cluster mode with workers', () => {
   it('serves the cluster from thread = 2 workers on one port (the CLI, as deployed)', { timeout: 120_000 }, async () => {
     cluster = await startCluster({ replicasPerMaster: 0 });
     const port = await freePort();
+    const metricsPort = await freePort();
     dir = fs.mkdtempSync(join(os.tmpdir(), 'aster-wc-'));
     const file = join(dir, 'wc.toml');
     fs.writeFileSync(
@@ -120,7 +126,7 @@ servers = [${cluster.addrs().map((a) => JSON.stringify(a)).join(', ')}]
     const env = { ...process.env };
     delete env['ASTER_DEFAULT_THREAD'];
     let log = '';
-    child = spawn(process.execPath, [BIN, '-c', file, '--ip', '127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'], env });
+    child = spawn(process.execPath, [BIN, '-c', file, '--ip', '127.0.0.1', '-m', String(metricsPort)], { stdio: ['ignore', 'ignore', 'pipe'], env });
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (log += d));
     const clients = Array.from({ length: 4 }, () => new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: 0, lazyConnect: true, retryStrategy: () => 100, commandTimeout: 3000 }));
     for (const c of clients) c.on('error', () => undefined); // refused until the workers listen
@@ -137,6 +143,8 @@ servers = [${cluster.addrs().map((a) => JSON.stringify(a)).join(', ')}]
       });
       for (const [i, c] of clients.entries()) await c.mset(...Array.from({ length: 30 }, (_, k) => [`w${i}:${k}`, String(k)]).flat());
       for (const [i, c] of clients.entries()) assert.deepEqual(await c.mget(...Array.from({ length: 30 }, (_, k) => `w${i}:${k}`)), Array.from({ length: 30 }, (_, k) => String(k)));
+      // the primary's scrape (the workers' metrics summed) declares what deploy/ queries
+      assert.deepEqual(missingFromScrape(await get(metricsPort, '/metrics'), true), [], 'metrics of deploy/ missing from the primary\'s scrape');
     } finally {
       for (const c of clients) c.disconnect();
     }

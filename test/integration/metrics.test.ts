@@ -10,6 +10,7 @@ import net from 'node:net';
 import { Histogram } from 'prom-client';
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/sinks/log.js';
+import { deployMetricNames, missingFromScrape } from '../helpers/deploy-names.js';
 import { buildRegistry, RetiredCounters, snapshotOf, sumRegistries, type ClusterView, type MetricsView } from '../../src/sinks/metrics.js';
 import { startProxy, type RunningProxy } from '../../src/streams/proxy.js';
 import type { SessionStats } from '../../src/streams/session.js';
@@ -148,6 +149,11 @@ servers = ["127.0.0.1:${redis[0]!.port}:1 r1", "127.0.0.1:${redis[1]!.port}:1 r2
     assert.doesNotMatch(body, /worker="/);
   });
 
+  it('declares every metric the shipped dashboard and alert rules use (deploy/)', async () => {
+    assert.ok(deployMetricNames().length >= 10, `names found in deploy/: ${deployMetricNames().join(', ')}`);
+    assert.deepEqual(missingFromScrape(await scrape(), false), [], 'metrics of deploy/ missing from a standalone scrape');
+  });
+
   it('counts commands and connections', async () => {
     const before = await scrape();
     const n = 7;
@@ -161,6 +167,23 @@ servers = ["127.0.0.1:${redis[0]!.port}:1 r1", "127.0.0.1:${redis[1]!.port}:1 r2
     assert.equal(delta('aster_front_connection_incr'), 1);
     assert.ok(value(after, 'process_cpu_seconds_total') > 0);
     assert.ok(value(after, 'aster_memory_usage') > 0);
+  });
+
+  it('times each command in its own series (aster_command_duration_seconds), the total unchanged', async () => {
+    const before = await scrape();
+    // 5 SETs, 3 GETs and a command the table does not know ("other")
+    const payload = [...Array.from({ length: 5 }, (_, i) => cmd('SET', `ct${i}`, 'v')), ...Array.from({ length: 3 }, (_, i) => cmd('GET', `ct${i}`)), cmd('NOSUCHCMD')].join('');
+    await exchange(port, payload, (t) => t.includes('-ERR unknown command'));
+    const after = await scrape();
+    const delta = (command: string): number =>
+      value(after, 'aster_command_duration_seconds_count', `cluster="m",command="${command}"`) - (find(before, 'aster_command_duration_seconds_count', `cluster="m",command="${command}"`) ?? 0);
+    assert.equal(delta('set'), 5);
+    assert.equal(delta('get'), 3);
+    assert.equal(delta('other'), 1);
+    // every le bucket up to +Inf, and the series of all commands add up to the total
+    assert.equal(value(after, 'aster_command_duration_seconds_bucket', 'cluster="m",command="get",le="+Inf"'), value(after, 'aster_command_duration_seconds_count', 'cluster="m",command="get"'));
+    assert.equal(value(after, 'aster_command_duration_seconds_count', 'cluster="m"'), value(after, 'aster_request_duration_seconds_count', 'cluster="m"'));
+    assert.match(after, /^# TYPE aster_command_duration_seconds histogram$/m);
   });
 
   it('counts a protocol error by kind, in the global error count too', async () => {

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { ReplyDecoder } from '../../src/protocol/reply-decoder.js';
 import { encodeCommand } from '../../src/protocol/request-decoder.js';
 import { freePort, startRedis, stopAll, waitFor, type RedisProc } from '../helpers/servers.js';
+import { missingFromScrape } from '../helpers/deploy-names.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const BIN = join(ROOT, 'bin/aster-proxy.js');
@@ -243,6 +244,7 @@ servers = [${redis.map((r, i) => `"127.0.0.1:${r.port}:1 s${i}"`).join(', ')}]
     workerPids = [...pids];
     const { body } = await httpGet(metricsPort, '/metrics');
     assert.equal(sample(body, 'aster_thread_count'), 2);
+    assert.deepEqual(missingFromScrape(body, true), [], 'metrics of deploy/ (dashboard, alert rules) missing from the primary\'s scrape');
   });
 
   it('sums the metrics over the workers', TEST_TIMEOUT, async () => {

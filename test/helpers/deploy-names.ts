@@ -1,0 +1,43 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** the repository's deploy/ folder */
+function deployDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    try {
+      readFileSync(join(dir, 'deploy', 'prometheus-alerts.yml'));
+      return join(dir, 'deploy');
+    } catch {
+      dir = dirname(dir);
+    }
+  }
+  throw new Error('deploy/ not found');
+}
+
+export const DEPLOY_DIR = deployDir();
+
+/** Every metric name (`aster_...`) the shipped dashboard and alert rules query, as written there. */
+export function deployMetricNames(): string[] {
+  const text = ['prometheus-alerts.yml', 'grafana-dashboard.json'].map((f) => readFileSync(join(DEPLOY_DIR, f), 'utf8')).join('\n');
+  return [...new Set([...text.matchAll(/\baster_[a-z0-9_]+/g)].map((m) => m[0]))].sort();
+}
+
+/** metrics only a primary with workers has (a single process has no workers to restart) */
+const WORKERS_ONLY = new Set(['aster_worker_restarts_total']);
+
+/**
+ * The names of `deployMetricNames` a scrape does not declare: neither a `# TYPE name` line nor,
+ * for a `_bucket`, `_sum` or `_count` series, a histogram of the name without it. `workers`:
+ * the scrape is a primary's with workers (else the workers-only names are not asked for).
+ */
+export function missingFromScrape(scrape: string, workers: boolean): string[] {
+  const declared = (name: string, type = '(counter|gauge|histogram|summary)'): boolean => new RegExp(`^# TYPE ${name} ${type}$`, 'm').test(scrape);
+  return deployMetricNames().filter((n) => {
+    if (!workers && WORKERS_ONLY.has(n)) return false;
+    if (declared(n)) return false;
+    const base = /^(.*)_(bucket|sum|count)$/.exec(n);
+    return !(base !== null && declared(base[1], 'histogram'));
+  });
+}
