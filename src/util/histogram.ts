@@ -57,6 +57,13 @@ export class Histogram {
     this.counts.fill(0);
     this.sum = 0;
   }
+
+  /** adds `other`'s observations (the same bounds) to this one */
+  add(other: Histogram): void {
+    if (other.counts.length !== this.counts.length) throw new Error('histograms with different bounds');
+    for (let i = 0; i < this.counts.length; i++) this.counts[i] += other.counts[i];
+    this.sum += other.sum;
+  }
 }
 
 /** aster's `aster_total_timer` buckets, µs */

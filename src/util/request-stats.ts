@@ -104,13 +104,17 @@ export class BackendStats {
 // One cluster
 
 export class RequestStats {
-  /** arrival of a request to its reply leaving the proxy, µs */
-  readonly total = new Histogram();
+  /** arrival of a request to its reply leaving the proxy, µs: the sum of `byCommand` (made when read, at scrape time) */
+  get total(): Histogram {
+    const h = new Histogram();
+    for (const c of this.byCommand) if (c !== undefined) h.add(c);
+    return h;
+  }
   /** a request's time at the backend, from send to reply, µs */
   readonly remote = new Histogram();
   /** replies by command and result: `[index * 2]` ok, `[index * 2 + 1]` error */
   readonly commands = new Float64Array(COMMAND_NAMES.length * 2);
-  /** arrival to reply by command index (as `total`), µs; made for a command when it is first answered */
+  /** arrival to reply by command index, µs; made for a command when it is first answered (one observation per reply) */
   readonly byCommand: Array<Histogram | undefined> = new Array<Histogram | undefined>(COMMAND_NAMES.length).fill(undefined);
   readonly errors = new Float64Array(FRONT_ERROR_KINDS.length);
   readonly backends = new Map<string, BackendStats>();
@@ -127,7 +131,6 @@ export class RequestStats {
 
   /** a request of command `index` (not NO_COMMAND) was answered `us` after it arrived */
   timed(index: number, us: number): void {
-    this.total.observe(us);
     (this.byCommand[index] ??= new Histogram()).observe(us);
   }
 

@@ -181,8 +181,8 @@ describe('registerRequestMetrics', () => {
     r.replied(get, b('-ERR x\r\n'));
     r.replied(OTHER_COMMAND, b('-ERR unknown command\r\n'));
     r.replied(NO_COMMAND, b('-ERR Protocol error\r\n')); // not a command: not counted
-    r.total.observe(500); // 0.5 ms
-    r.total.observe(15000); // 15 ms
+    r.timed(get, 500); // 0.5 ms
+    r.timed(get, 15000); // 15 ms
     r.errors[FrontError.crossslot] += 3;
     const be = r.backend('r1');
     be.reply(0.8, b('+OK\r\n')); // 0.8 ms at the backend
@@ -213,6 +213,10 @@ describe('registerRequestMetrics', () => {
     assert.equal(value('aster_request_duration_seconds_bucket{cluster="c1",le="0.0005"}'), 1);
     assert.equal(value('aster_request_duration_seconds_bucket{cluster="c1",le="0.025"}'), 2);
     assert.equal(value('aster_request_duration_seconds_sum{cluster="c1"}'), 0.0155);
+    // by command: the same observations, under the command's name
+    assert.equal(value('aster_command_duration_seconds_bucket{cluster="c1",command="get",le="0.0005"}'), 1);
+    assert.equal(value('aster_command_duration_seconds_count{cluster="c1",command="get"}'), 2);
+    assert.doesNotMatch(text, /aster_command_duration_seconds_count\{cluster="c1",command="set"\}/, 'a command never answered has no series');
     assert.equal(value('aster_remote_timer_bucket{cluster="c1",le="1000"}'), 1);
     assert.equal(value('aster_remote_timer_bucket{cluster="c1",le="10000"}'), 2);
     assert.equal(value('aster_backend_request_duration_seconds_count{cluster="c1"}'), 2);
@@ -230,7 +234,7 @@ describe('registerRequestMetrics', () => {
 
     // moving on: a second scrape shows the new totals
     r.replied(get, b(':1\r\n'));
-    r.total.observe(150000);
+    r.timed(OTHER_COMMAND, 150000);
     const again = await registry.metrics();
     assert.match(again, /^aster_commands_total\{cluster="c1",command="get",result="ok"\} 2$/m);
     assert.match(again, /^aster_total_timer_bucket\{cluster="c1",le="200000"\} 3$/m);
@@ -239,7 +243,7 @@ describe('registerRequestMetrics', () => {
 
   it('the JSON form (what workers send their primary) has the same values', async () => {
     const s = stats();
-    s.requests.total.observe(2000);
+    s.requests.timed(OTHER_COMMAND, 2000);
     const registry = new Registry();
     registerRequestMetrics(registry, { clusters: () => [{ name: 'c1', stats: s }] });
     const json = (await registry.getMetricsAsJSON()) as unknown as Array<{ name: string; type: string; values: Array<{ value: number; labels: Record<string, unknown>; metricName?: string }> }>;
