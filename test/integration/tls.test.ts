@@ -115,6 +115,32 @@ describe('TLS', () => {
     await waitFor(async () => (await r2.get('tls:b').catch(() => null)) === 'x', 10_000, 'GET over TLS after the reload');
   });
 
+  it('blocking, subscriber and health-check connections go over backend TLS too', async () => {
+    const backendTls = '[clusters.backend_tls]\nca_file = "ca.crt"\ncert_file = "client.crt"\nkey_file = "client.key"\n';
+    const c = await start('btls-all', `ping_fail_limit = 2\nping_succ_interval = 100\n${backendTls}`, tlsPort);
+    const r = client(c.listener.port, undefined);
+    const pusher = client(c.listener.port, undefined);
+    const sub = client(c.listener.port, undefined);
+    await Promise.all([r.connect(), pusher.connect(), sub.connect()]);
+    // a blocking command, on a connection of its own
+    await r.del('tls:q');
+    const popped = r.blpop('tls:q', 5);
+    await waitFor(async () => /blocked_clients:1/.test(await pusher.info('clients')), 5000, 'BLPOP to block');
+    assert.equal(await pusher.rpush('tls:q', 'a'), 1);
+    assert.deepEqual(await popped, ['tls:q', 'a']);
+    // a subscription, on a subscriber connection
+    const message = new Promise<[string, string]>((resolve) => sub.on('message', (ch: string, msg: string) => resolve([ch, msg])));
+    assert.equal(await sub.subscribe('tls:ch'), 1);
+    assert.equal(await pusher.publish('tls:ch', 'hi'), 1);
+    assert.deepEqual(await message, ['tls:ch', 'hi']);
+    // health checks: ten PINGs over TLS later, the backend is in service
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.deepEqual(c.health().map((h) => [h.live, h.ejections]), [[true, 0]]);
+    // (the same checks in plain text against the TLS port fail: they do go over the network)
+    const plain = await start('btls-plain-checks', 'ping_fail_limit = 2\nping_succ_interval = 100\nping_interval = 100\n', tlsPort);
+    await waitFor(() => plain.health()[0].ejections >= 1, 10_000, 'plain-text health checks against a TLS port to eject it');
+  });
+
   it('a reload with a new certificate: new connections get it, the ones open go on', async () => {
     const c = await start('rot', '[clusters.tls]\ncert_file = "server.crt"\nkey_file = "server.key"\n');
     const open = client(c.listener.port, { ca: fs.readFileSync(certs.caCert), servername: 'localhost' });
