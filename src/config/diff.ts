@@ -73,8 +73,8 @@ export function diffConfig(old: Config, next: Config): ConfigDiff {
     }
     const keys = changedKeys(prev, c);
     if (keys.length === 0) diff.unchanged.push(c);
-    // TLS on the listener turned on or off needs a new listener (new certificates do not)
-    else if (keys.some((k) => REPLACING.has(k)) || (prev.tls === undefined) !== (c.tls === undefined)) {
+    // (TLS on the listener turned on or off is decided per new connection: no new listener)
+    else if (keys.some((k) => REPLACING.has(k))) {
       diff.removed.push(prev);
       diff.added.push(c);
     } else diff.reconfigured.push({ old: prev, next: c, keys });

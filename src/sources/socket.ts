@@ -31,7 +31,7 @@ export interface Listener {
   port: number;
   /** every accepted client socket (with TLS: once its handshake is done) */
   connections$: Observable<net.Socket>;
-  /** new certificates for the next TLS handshakes (a reload); nothing without TLS */
+  /** TLS for the connections accepted from now on (a reload): new certificates, or TLS turned on or off (undefined); open connections stay as they are */
   setTls(tlsConfig: TlsServerConfig | undefined): void;
   /** stops accepting; existing connections are left to their sessions */
   close(): Promise<void>;
@@ -99,9 +99,10 @@ export function listenTcp(host: string, port: number, tlsConfig?: TlsServerConfi
         port: addr.port,
         connections$,
         setTls: (t) => {
-          if (t === undefined || settings === undefined) return;
+          // (a context is made before anything changes: bad PEM throws here, the old settings stay)
+          const next = t === undefined ? undefined : tls.createSecureContext(serverTlsOptions(t));
           settings = t;
-          context = tls.createSecureContext(serverTlsOptions(t));
+          context = next;
         },
         close: () =>
           new Promise<void>((res) => {

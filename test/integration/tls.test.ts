@@ -156,6 +156,36 @@ describe('TLS', () => {
     assert.equal(await open.ping(), 'PONG');
   });
 
+  it('a reload turns TLS on the listener on and off: new connections follow, the open ones go on', async () => {
+    const c = await start('onoff', '');
+    const ca = { ca: fs.readFileSync(certs.caCert), servername: 'localhost' };
+    const plainOpen = client(c.listener.port, undefined);
+    await plainOpen.connect();
+    assert.equal(await plainOpen.set('tls:onoff', '1'), 'OK');
+    // on
+    reconfigure(c, 'onoff', '[clusters.tls]\ncert_file = "server.crt"\nkey_file = "server.key"\n');
+    const viaTls = client(c.listener.port, ca);
+    await viaTls.connect();
+    assert.equal(await viaTls.get('tls:onoff'), '1');
+    const plainNew = client(c.listener.port, undefined);
+    await assert.rejects(async () => {
+      await plainNew.connect();
+      await plainNew.ping();
+    });
+    assert.equal(await plainOpen.get('tls:onoff'), '1', 'a plain-text connection opened before goes on');
+    // off
+    reconfigure(c, 'onoff', '');
+    const plainAgain = client(c.listener.port, undefined);
+    await plainAgain.connect();
+    assert.equal(await plainAgain.get('tls:onoff'), '1');
+    const tlsNew = client(c.listener.port, ca);
+    await assert.rejects(async () => {
+      await tlsNew.connect();
+      await tlsNew.ping();
+    });
+    assert.equal(await viaTls.get('tls:onoff'), '1', 'a TLS connection opened before goes on');
+  });
+
   it('names the file, the cluster and the key for a missing or non-PEM file', () => {
     const file = path.join(certs.dir, 'bad.toml');
     fs.writeFileSync(file, `[[clusters]]\nname = "bad"\nlisten_addr = "127.0.0.1:0"\ncache_type = "redis"\nservers = ["127.0.0.1:1:1"]\n[clusters.tls]\ncert_file = "nope.crt"\nkey_file = "bad.toml"\n`);
