@@ -7,17 +7,20 @@
  *
  * Changes: the seeds, read_from_slave (reads then reach the replicas), fetch_interval (the slot
  * map is then fetched that often), [clusters.backup_request], a password (new connections must
- * AUTH; the connected ones stay authenticated, as in Redis), and [clusters.limits].
+ * AUTH; the connected ones stay authenticated, as in Redis), [clusters.limits], and TLS on the
+ * listener turned on (new clients must speak TLS; the connected plain-text ones go on).
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { loadConfig } from '../../src/sources/config-file.js';
 import { createLogger } from '../../src/sinks/log.js';
 import { startProxy, type RunningProxy } from '../../src/streams/proxy.js';
 import { startCluster, type RedisCluster } from '../helpers/cluster.js';
+import { makeCerts } from '../helpers/certs.js';
 import { Raw, RespErr, type Resp } from '../helpers/raw-client.js';
 import { stopAll, waitFor } from '../helpers/servers.js';
 
@@ -45,7 +48,7 @@ describe('hot reload in cluster mode, under client load', { timeout: 240_000 }, 
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('applies seeds, read_from_slave, fetch_interval, backup_request, a password and limits without failing a request or dropping a client', async (t) => {
+  it('applies seeds, read_from_slave, fetch_interval, backup_request, a password, limits and TLS without failing a request or dropping a client', async (t) => {
     const m = cluster.masters.map((n) => cluster.addr(n));
     const r = cluster.replicas.map((n) => cluster.addr(n));
     const write = (seeds: string[], extra: string[] = []): void =>
@@ -170,6 +173,33 @@ describe('hot reload in cluster mode, under client load', { timeout: 240_000 }, 
     // 6. limits: tight flow-control bounds hold the pipelines back without failing them
     await apply([m[1], r[0]], [...withPassword.slice(0, 2), '[clusters.limits]', 'max_pending_requests = 4', '[clusters.backup_request]', 'enabled = true', 'trigger_slow_ms = 50']);
     await progressed();
+
+    // 7. TLS on the listener, turned on: new clients must speak TLS, the connected ones go on
+    const certs = makeCerts();
+    try {
+      const tlsLines = ['[clusters.tls]', `cert_file = ${JSON.stringify(certs.serverCert)}`, `key_file = ${JSON.stringify(certs.serverKey)}`];
+      await apply([m[1], r[0]], [...withPassword.slice(0, 2), ...tlsLines]);
+      const secure = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(certs.caCert), servername: 'localhost' }, () => resolve(s));
+        s.once('error', reject);
+      });
+      try {
+        const reply = await new Promise<string>((resolve) => {
+          let got = '';
+          secure.on('data', (d: Buffer) => {
+            got += d.toString('latin1');
+            if (got.endsWith('\r\n') && got.includes('+OK') && got.includes('$1\r\ny')) resolve(got);
+          });
+          secure.write('*2\r\n$4\r\nAUTH\r\n$13\r\ns3cret-reload\r\n*3\r\n$3\r\nSET\r\n$6\r\ncr:tls\r\n$1\r\ny\r\n*2\r\n$3\r\nGET\r\n$6\r\ncr:tls\r\n');
+        });
+        assert.equal(reply, '+OK\r\n+OK\r\n$1\r\ny\r\n');
+      } finally {
+        secure.destroy();
+      }
+      await progressed();
+    } finally {
+      certs.remove();
+    }
 
     stop = true;
     await Promise.all(loops);
