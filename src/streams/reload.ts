@@ -92,6 +92,10 @@ async function apply(diff: ConfigDiff, { file, host, logger }: ReloadDeps): Prom
   const failures: string[] = [];
   const why = (err: unknown): string => (err instanceof Error ? err.message : String(err));
   for (const change of diff.reconfigured) {
+    // (the workers are forked at start: their number is not something a reload can change)
+    if (change.keys.includes('thread')) {
+      logger.warn({ cluster: change.next.name, thread: change.old.thread, wanted: change.next.thread }, 'thread changed: the number of workers changes only when the proxy is restarted');
+    }
     try {
       host.clusters().find((c) => c.name === change.next.name)?.reconfigure(change.next);
     } catch (err) {

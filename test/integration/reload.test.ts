@@ -345,6 +345,21 @@ describe('hot reload', { timeout: 120_000 }, () => {
     await assertPlaced(next, keys);
   });
 
+  it('a changed thread is not applied by a reload, and the log says a restart is needed', async () => {
+    const file = path.join(tempDir(), 'proxy.toml');
+    fs.writeFileSync(file, toml({ name: 'main', servers: [srv(a, 1, 'a')] }));
+    const { proxy, port, lines } = await start(file);
+    const client = await connect(port());
+    fs.writeFileSync(file, toml({ name: 'main', servers: [srv(a, 1, 'a')] }).replace('thread = 1', 'thread = 2'));
+    await reloaded(proxy, 1);
+    const warned = lines.find((l) => l.msg.startsWith('thread changed'));
+    assert.ok(warned !== undefined, JSON.stringify(lines.map((l) => l.msg)));
+    assert.equal(warned['thread'], 1);
+    assert.equal(warned['wanted'], 2);
+    assert.match(warned.msg, /restarted/);
+    assert.equal(await client.call('SET', 'thread:k', 'v'), 'OK');
+  });
+
   it('applies a new read_timeout to a running cluster without dropping the client', async () => {
     const file = path.join(tempDir(), 'proxy.toml');
     fs.writeFileSync(file, toml({ name: 'main', servers: [srv(a, 1, 'a')], extra: 'read_timeout = 5000' }));
