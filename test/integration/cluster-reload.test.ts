@@ -8,9 +8,11 @@
  * Changes: the seeds, read_from_slave (reads then reach the replicas), fetch_interval (the slot
  * map is then fetched that often), [clusters.backup_request], a password (new connections must
  * AUTH; the connected ones stay authenticated, as in Redis), [clusters.limits], and TLS on the
- * listener turned on (new clients must speak TLS; the connected plain-text ones go on).
+ * listener turned on (new clients must speak TLS; the connected plain-text ones go on), a new
+ * certificate, and a read-only user.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,7 +50,7 @@ describe('hot reload in cluster mode, under client load', { timeout: 240_000 }, 
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('applies seeds, read_from_slave, fetch_interval, backup_request, a password, limits and TLS without failing a request or dropping a client', async (t) => {
+  it('applies seeds, read_from_slave, fetch_interval, backup_request, a password, a user, limits, TLS and a new certificate without failing a request or dropping a client', async (t) => {
     const m = cluster.masters.map((n) => cluster.addr(n));
     const r = cluster.replicas.map((n) => cluster.addr(n));
     const write = (seeds: string[], extra: string[] = []): void =>
@@ -195,6 +197,39 @@ describe('hot reload in cluster mode, under client load', { timeout: 240_000 }, 
         assert.equal(reply, '+OK\r\n+OK\r\n$1\r\ny\r\n');
       } finally {
         secure.destroy();
+      }
+      await progressed();
+
+      // 8. a new certificate (TLS stays on): new handshakes get it; and a read-only user added
+      const fingerprint = (): Promise<string> =>
+        new Promise((resolve, reject) => {
+          const s2 = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+            resolve(s2.getPeerCertificate().fingerprint256);
+            s2.destroy();
+          });
+          s2.once('error', reject);
+        });
+      const before = await fingerprint();
+      execFileSync('openssl', ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server-new.crt', '-days', '2', '-extfile', 'server.ext'], { cwd: certs.dir, stdio: 'ignore' });
+      const rotated = ['[clusters.tls]', `cert_file = ${JSON.stringify(path.join(certs.dir, 'server-new.crt'))}`, `key_file = ${JSON.stringify(certs.serverKey)}`];
+      await apply([m[1], r[0]], [...withPassword.slice(0, 2), '[[clusters.users]]', 'name = "reader"', 'password = "read-pw"', 'commands = "read-only"', ...rotated]);
+      assert.notEqual(await fingerprint(), before, 'new handshakes get the new certificate');
+      const reader = await new Promise<tls.TLSSocket>((resolve, reject) => {
+        const s3 = tls.connect({ host: '127.0.0.1', port, ca: fs.readFileSync(certs.caCert), servername: 'localhost' }, () => resolve(s3));
+        s3.once('error', reject);
+      });
+      try {
+        const got = await new Promise<string>((resolve) => {
+          let text = '';
+          reader.on('data', (d: Buffer) => {
+            text += d.toString('latin1');
+            if ((text.match(/\r\n/g) ?? []).length >= 3) resolve(text);
+          });
+          reader.write('*3\r\n$4\r\nAUTH\r\n$6\r\nreader\r\n$7\r\nread-pw\r\n*2\r\n$3\r\nGET\r\n$6\r\ncr:tls\r\n*3\r\n$3\r\nSET\r\n$6\r\ncr:tls\r\n$1\r\nz\r\n');
+        });
+        assert.match(got, /^\+OK\r\n\$1\r\ny\r\n-NOPERM /, 'the new user reads and may not write');
+      } finally {
+        reader.destroy();
       }
       await progressed();
     } finally {
