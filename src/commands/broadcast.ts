@@ -4,6 +4,8 @@
  *
  * - FLUSHALL, FLUSHDB, SCRIPT FLUSH, FUNCTION DELETE/FLUSH, CONFIG SET/RESETSTAT: sent to every
  *   node; `+OK` only when every node said OK, else the first error (never a false OK).
+ * - SCRIPT KILL, FUNCTION KILL: sent to every node; `+OK` when one of them killed something,
+ *   else the first error (`-NOTBUSY` when no node runs a script).
  * - SCRIPT LOAD, FUNCTION LOAD: sent to every node, so that EVALSHA and FCALL work wherever
  *   the keys live; the answer (the SHA1, the library name) when every node gave the same.
  * - SCRIPT EXISTS: 1 for a script only when every node has it.
@@ -19,7 +21,7 @@ import { encodeCommand } from '../protocol/request-decoder.js';
 import { arrayElements, bulkValue, integerValue, isErrorReply } from '../protocol/reply-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
 
-export type BroadcastKind = 'all-ok' | 'all-same' | 'all-and' | 'one' | 'sum' | 'min' | 'max' | 'concat' | 'union' | 'pairsum' | 'scan' | 'random';
+export type BroadcastKind = 'all-ok' | 'one-ok' | 'all-same' | 'all-and' | 'one' | 'sum' | 'min' | 'max' | 'concat' | 'union' | 'pairsum' | 'scan' | 'random';
 
 export interface BroadcastSpec {
   kind: BroadcastKind;
@@ -40,6 +42,10 @@ export const broadcastCommands: ReadonlyMap<string, BroadcastSpec> = new Map<str
   ['config|set', spec('all-ok', true)],
   ['config|resetstat', spec('all-ok', true)],
   ['config|get', spec('one', true)],
+  // a runaway script or function blocks its node (-BUSY to everyone): the kill goes to every
+  // node, and succeeds when one of them had something to kill
+  ['script|kill', spec('one-ok', false)],
+  ['function|kill', spec('one-ok', false)],
   ['script|load', spec('all-same', false)],
   ['script|exists', spec('all-and', false)],
   ['function|list', spec('one', false)],
@@ -112,6 +118,8 @@ const isNull = (f: Buffer): boolean => f.equals(NIL) || (f.length === 3 && f[0] 
 
 const MERGE: Record<Exclude<BroadcastKind, 'one' | 'scan'>, (frames: Buffer[]) => Buffer> = {
   'all-ok': (frames) => firstError(frames) ?? (frames.every((f) => f.equals(OK)) ? OK : errorFrame('ERR unexpected reply from a backend')),
+  // Redis's one_succeeded: OK when a node said OK, else the first answer (NOTBUSY: nothing to kill anywhere)
+  'one-ok': (frames) => (frames.some((f) => f.equals(OK)) ? OK : (firstError(frames) ?? frames[0])),
   'all-same': (frames) => firstError(frames) ?? (frames.every((f) => f.equals(frames[0])) ? frames[0] : errorFrame('ERR the nodes gave different answers')),
   'all-and': (frames) => {
     const err = firstError(frames);

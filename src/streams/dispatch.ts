@@ -151,7 +151,13 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       }
       const plan = planBroadcast(bc.kind, args, up.nodeCount(), (frame) => target.deliver(s, frame));
       if (Buffer.isBuffer(plan)) return plan;
-      for (let i = 0; i < plan.sends.length; i++) up.sendToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i);
+      // a kill goes over a connection of its own: Redis does not read the connection whose
+      // script it is running, and that is a shared one when a client of this proxy started it
+      const alone = bc.kind === 'one-ok';
+      for (let i = 0; i < plan.sends.length; i++) {
+        if (alone) up.sendBlockingToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i, blockedOn);
+        else up.sendToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i);
+      }
       return null;
     }
     const keys = keyIndexes(spec, args);

@@ -55,6 +55,24 @@ function sharedChecks(name: string, proxyPort: () => number, dataNodes: () => Ar
       assert.equal(await r.call('DBSIZE'), 0);
     });
 
+    it('SCRIPT KILL reaches the node a runaway script blocks, over a connection of its own; -NOTBUSY when none runs', async () => {
+      await assert.rejects(r.call('SCRIPT', 'KILL'), /NOTBUSY/);
+      const runaway = new Redis({ port: proxyPort(), host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      try {
+        const running = runaway.call('EVAL', 'while true do end', '0').then(
+          () => 'returned',
+          (e: Error) => e.message,
+        );
+        // (-NOTBUSY until the script runs; a node reads other connections once the script ran
+        // past busy-reply-threshold, 100 ms here, and not the one it runs for: a shared one)
+        await waitFor(async () => r.call('SCRIPT', 'KILL').then((ok) => ok === 'OK', (e: Error) => (/^NOTBUSY/.test(e.message) ? false : Promise.reject(e))), 5000, 'SCRIPT KILL to kill the script');
+        assert.match(await running, /killed by user/i);
+        assert.equal(await r.call('EVAL', 'return 1', '0'), 1);
+      } finally {
+        runaway.disconnect();
+      }
+    });
+
     it('SCRIPT LOAD reaches every node, so EVALSHA works on whichever node owns the key; SCRIPT EXISTS and FLUSH', async () => {
       const body = "return redis.call('SET', KEYS[1], ARGV[1])";
       const sha = String(await r.call('SCRIPT', 'LOAD', body));
@@ -110,7 +128,7 @@ servers = [${servers.map((s, i) => `"127.0.0.1:${s.port}:1 r${i}"`).join(', ')}]
 `;
 
   before(async () => {
-    servers = await Promise.all(range(3).map(() => startRedis()));
+    servers = await Promise.all(range(3).map(() => startRedis({ args: ['--busy-reply-threshold', '100'] })));
     proxy = await startProxy(parseConfig(toml(true), 'adm.toml').config, opts);
     plain = await startProxy(parseConfig(toml(false), 'adm.toml').config, opts);
   });
@@ -157,7 +175,7 @@ describe('admin commands, cluster mode', () => {
   let proxy: RunningProxy;
 
   before(async () => {
-    cluster = await startCluster({ replicasPerMaster: 0 });
+    cluster = await startCluster({ replicasPerMaster: 0, args: ['--busy-reply-threshold', '100'] });
     const toml = `[[clusters]]
 name = "admc"
 listen_addr = "127.0.0.1:0"
