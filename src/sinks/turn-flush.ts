@@ -61,8 +61,13 @@ export class BatchWriter implements Flushable {
   private marked = false;
   /** when each write the socket has not handed to the kernel whole yet was made (with a clock), oldest first */
   private unfinished: number[] = [];
+  /** when the socket last handed bytes to the kernel, as far as can be seen (a write finished, or its queue shrank) */
+  private progressAt = 0;
+  /** the socket's queue of bytes not yet taken by the kernel, at the last look */
+  private lastQueued = -1;
   private readonly finished = (): void => {
     this.unfinished.shift();
+    if (this.now !== undefined) this.progressAt = this.now();
   };
 
   constructor(
@@ -72,9 +77,20 @@ export class BatchWriter implements Flushable {
     private readonly now?: () => number,
   ) {}
 
-  /** when the oldest write not yet taken whole by the kernel was made; undefined when none waits (or no clock) */
-  oldestUnfinishedAt(): number | undefined {
-    return this.unfinished.length === 0 ? undefined : this.unfinished[0];
+  /**
+   * Since when the socket's writes have been stuck: the later of the oldest unfinished write and
+   * the last progress seen; undefined when no write waits (or no clock). A large write that the
+   * peer takes slowly but steadily is not stuck: the bytes libuv still holds for the socket
+   * (its handle's `writeQueueSize`, where the handle has one) going down count as progress.
+   */
+  stuckSince(): number | undefined {
+    if (this.unfinished.length === 0 || this.now === undefined) return undefined;
+    const queued = (this.socket as unknown as { _handle?: { writeQueueSize?: unknown } | null })._handle?.writeQueueSize;
+    if (typeof queued === 'number') {
+      if (this.lastQueued >= 0 && queued < this.lastQueued) this.progressAt = this.now();
+      this.lastQueued = queued;
+    }
+    return Math.max(this.unfinished[0], this.progressAt);
   }
 
   push(buf: Buffer): void {
@@ -96,6 +112,7 @@ export class BatchWriter implements Flushable {
     this.parts = [];
     this.size = 0;
     this.unfinished = [];
+    this.lastQueued = -1;
   }
 
   flushTurn(): void {

@@ -132,11 +132,11 @@ export class BackendConnection {
         }),
       )
       .subscribe(() => this.fail(`read timeout (${opts.readTimeoutMs} ms)`, true, 'timeout'));
-    // write_timeout: the same ticks, on the oldest write the backend has not taken yet
+    // write_timeout: the same ticks, on writes the backend has taken nothing of for that long
     const writeTimeoutMs = opts.writeTimeoutMs ?? 0;
     this.ticker.add(
       (writeTimeoutMs > 0 ? opts.ticks$ : NEVER)
-        .pipe(overdue({ timeoutMs: writeTimeoutMs, oldestSentAt: () => this.out$?.oldestUnfinishedAt(), scheduler: opts.scheduler }))
+        .pipe(overdue({ timeoutMs: writeTimeoutMs, oldestSentAt: () => this.out$?.stuckSince(), scheduler: opts.scheduler }))
         .subscribe(() => this.fail(`write timeout (${writeTimeoutMs} ms): the backend does not take what is written to it`, true, 'timeout')),
     );
     this.open();

@@ -139,6 +139,24 @@ class FakeBackend {
     });
   }
 
+  private throttles = new Map<net.Socket, () => void>();
+
+  /** reads its connections slowly: after each chunk it stops for `ms` (0: at full speed again) */
+  throttle(ms: number): void {
+    for (const s of this.sockets) {
+      const old = this.throttles.get(s);
+      if (old !== undefined) s.off('data', old);
+      this.throttles.delete(s);
+      if (ms <= 0) continue;
+      const slow = (): void => {
+        s.pause();
+        setTimeout(() => s.resume(), ms);
+      };
+      s.on('data', slow);
+      this.throttles.set(s, slow);
+    }
+  }
+
   /** stops reading its connections (what the proxy writes piles up in the kernel's buffers), or reads again */
   reading(on: boolean): void {
     for (const s of this.sockets) {
@@ -504,6 +522,25 @@ describe('fake backends that misbehave', { timeout: 60_000 }, () => {
     assert.equal(await c.call('SET', other, 'v'), 'OK');
     fake.reading(true);
     await waitFor(async () => (await c.call('GET', k)) === fakeValue(k), 5000, 'the fake backend to serve again');
+  });
+
+  it('write_timeout: a backend that reads a large write slowly but steadily is not cut off', async (t) => {
+    const [real, fake] = await Promise.all([startRedis(), FakeBackend.start(ordinary)]);
+    fakes.push(fake);
+    const s = await setup([real.port, fake.port], ['read_timeout = 30000', 'write_timeout = 300']);
+    running.push(s);
+    await waitFor(() => fake.connections > 0, 3000, 'the proxy to connect to the fake backend');
+    const c = await s.client();
+    // one chunk (64 KiB at most) every 3 ms: ~20 MB/s, so 32 MiB takes over a second, several
+    // times write_timeout, while bytes keep moving
+    fake.throttle(3);
+    const big = 'x'.repeat(4 << 20);
+    const keys = s.keysOn(1, 'slow', 8);
+    const [replies, ms] = await timed(c.pipeline(keys.map((key) => ['SET', key, big]), 25_000));
+    t.diagnostic(`8 SETs of 4 MiB to a backend reading ~64 KiB every 3 ms: answered after ${ms.toFixed(0)} ms (write_timeout 300)`);
+    fake.throttle(0);
+    assert.deepEqual(replies, keys.map(() => 'OK'), 'every SET answered by the backend, none cut off');
+    assert.ok(ms > 300, `the write took longer than write_timeout (${ms.toFixed(0)} ms), so the test shows something`);
   });
 
   it('a reply cut short by the backend closing: the pending requests get errors', async () => {
