@@ -27,9 +27,15 @@ export interface BroadcastSpec {
   kind: BroadcastKind;
   /** needs `admin_commands = true` */
   admin: boolean;
+  /**
+   * sent over a connection of its own to each node, not the shared one: a busy Redis does not
+   * read the connection whose script it runs, which is a shared one when a client of this
+   * proxy started the script
+   */
+  ownConnection: boolean;
 }
 
-const spec = (kind: BroadcastKind, admin: boolean): BroadcastSpec => ({ kind, admin });
+const spec = (kind: BroadcastKind, admin: boolean, ownConnection = false): BroadcastSpec => ({ kind, admin, ownConnection });
 
 /** by command-table name (`name` or `name|subcommand`) */
 export const broadcastCommands: ReadonlyMap<string, BroadcastSpec> = new Map<string, BroadcastSpec>([
@@ -44,8 +50,8 @@ export const broadcastCommands: ReadonlyMap<string, BroadcastSpec> = new Map<str
   ['config|get', spec('one', true)],
   // a runaway script or function blocks its node (-BUSY to everyone): the kill goes to every
   // node, and succeeds when one of them had something to kill
-  ['script|kill', spec('one-ok', false)],
-  ['function|kill', spec('one-ok', false)],
+  ['script|kill', spec('one-ok', false, true)],
+  ['function|kill', spec('one-ok', false, true)],
   ['script|load', spec('all-same', false)],
   ['script|exists', spec('all-and', false)],
   ['function|list', spec('one', false)],

@@ -33,9 +33,9 @@ export function registerRequestMetrics(registry: Registry, view: RequestMetricsV
   const hist = (read: (r: RequestStats) => Histogram) => () => view.clusters().map((c): [Labels, Histogram] => [{ cluster: c.name }, read(c.stats.requests)]);
 
   // -- latency
-  mirrorHistogram(registry, 'aster_total_timer', 'time from a request\'s arrival to its reply leaving the proxy, microseconds', ASTER_TOTAL_BUCKETS_US, 1, hist((r) => r.total));
+  mirrorHistogram(registry, 'aster_total_timer', 'time from a request\'s arrival to its reply leaving the proxy, microseconds', ASTER_TOTAL_BUCKETS_US, 1, hist((r) => r.total()));
   mirrorHistogram(registry, 'aster_remote_timer', 'time of a request at a backend, from send to reply, microseconds', ASTER_REMOTE_BUCKETS_US, 1, hist((r) => r.remote));
-  mirrorHistogram(registry, 'aster_request_duration_seconds', 'time from a request\'s arrival to its reply leaving the proxy', SECONDS_BUCKETS, 1e-6, hist((r) => r.total));
+  mirrorHistogram(registry, 'aster_request_duration_seconds', 'time from a request\'s arrival to its reply leaving the proxy', SECONDS_BUCKETS, 1e-6, hist((r) => r.total()));
   mirrorHistogram(registry, 'aster_backend_request_duration_seconds', 'time of a request at a backend, from send to reply', SECONDS_BUCKETS, 1e-6, hist((r) => r.remote));
   // by command: the top-level names of the command table, others as "other" (bounded series)
   mirrorHistogram(registry, 'aster_command_duration_seconds', 'time from a request\'s arrival to its reply leaving the proxy, by command (top-level name from the command table, else "other")', SECONDS_BUCKETS, 1e-6, () =>

@@ -73,7 +73,7 @@ export class BatchWriter implements Flushable {
   constructor(
     private readonly socket: net.Socket,
     private readonly flush: TurnFlush = turnFlush,
-    /** with a clock, `oldestUnfinishedAt` tells how long the oldest write has waited */
+    /** with a clock, `stuckSince` tells since when the writes have not moved */
     private readonly now?: () => number,
   ) {}
 

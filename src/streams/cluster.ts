@@ -9,7 +9,7 @@ import type { ReplyTarget } from '../sources/backend.js';
 import { BackendPool, type PoolServer, type PoolSettings } from '../sources/backend-pool.js';
 import { openSubscriber, type SubscriberOptions } from '../sources/subscriber.js';
 import type { SubKind } from './pubsub.js';
-import { BlockingPool, tooManyBlocked, WAIT_MARK, type BlockingOwner } from '../sources/blocking-pool.js';
+import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
 import { proxyUsers, type ProxyFacts } from '../commands/local.js';
@@ -188,10 +188,10 @@ export async function startCluster(initial: ClusterConfig, version: string, anno
     },
     subscriber: (node: PoolServer, proto: Proto, events: Pick<SubscriberOptions, 'onFrame' | 'onUp' | 'onDown'>) => openSubscriber(node, proto, poolSettings(cfg, false), log, events),
     sendBlocking: routes.sendBlocking,
-    sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
+    sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner, before?: Buffer) {
       const node = slots.masters()[i];
       if (node === undefined) target.deliver(seq, NO_MAP);
-      else if (!blocking.send(node, proto, raw, target, seq, owner, stats.requests.backend(node.addr), WAIT_MARK)) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
+      else if (!blocking.send(node, proto, raw, target, seq, owner, stats.requests.backend(node.addr), before)) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, node.addr));
     },
     send: routes.send,
   };

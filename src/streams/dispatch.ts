@@ -3,7 +3,7 @@ import { Lane, REPLAN } from '../operators/admit-requests.js';
 import { encodeCommand, ProtocolError, type Request } from '../protocol/request-decoder.js';
 import { errorFrame } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
-import type { BlockingOwner } from '../sources/blocking-pool.js';
+import { WAIT_MARK, type BlockingOwner } from '../sources/blocking-pool.js';
 import { arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyUser } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
@@ -151,11 +151,8 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       }
       const plan = planBroadcast(bc.kind, args, up.nodeCount(), (frame) => target.deliver(s, frame));
       if (Buffer.isBuffer(plan)) return plan;
-      // a kill goes over a connection of its own: Redis does not read the connection whose
-      // script it is running, and that is a shared one when a client of this proxy started it
-      const alone = bc.kind === 'one-ok';
       for (let i = 0; i < plan.sends.length; i++) {
-        if (alone) up.sendBlockingToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i, blockedOn);
+        if (bc.ownConnection) up.sendBlockingToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i, blockedOn);
         else up.sendToNode(plan.sends[i].node, client.proto, plan.sends[i].raw, plan.target, i);
       }
       return null;
@@ -252,7 +249,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
       const nodes = up.nodeCount();
       if (nodes === 0) return errorFrame('CLUSTERDOWN no node to send WAIT to yet');
       const least = gatherReplies('min', nodes, (frame) => target.deliver(s, frame));
-      for (let i = 0; i < nodes; i++) up.sendBlockingToNode(i, client.proto, raw, least, i, blockedOn);
+      for (let i = 0; i < nodes; i++) up.sendBlockingToNode(i, client.proto, raw, least, i, blockedOn, WAIT_MARK);
       return null;
     }
     const keys = keyIndexes(spec, args);

@@ -39,8 +39,11 @@ export interface Upstream extends TxUpstream, PubSubUpstream {
    * `owner` cancels it (closing that connection) when the client leaves.
    */
   sendBlocking(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner): void;
-  /** a blocking command (WAIT) to node `i` (0 .. nodeCount()-1) over a connection of its own */
-  sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner): void;
+  /**
+   * A request to node `i` (0 .. nodeCount()-1) over a connection of its own: WAIT (with
+   * `before` = WAIT_MARK, sent first on that connection), SCRIPT KILL / FUNCTION KILL
+   */
+  sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner, before?: Buffer): void;
   /** how many nodes hold the data (standalone: the backends; cluster: the masters) */
   nodeCount(): number;
   /** sends a request to node `i` (0 .. nodeCount()-1), e.g. to sum something over all of them */

@@ -5,7 +5,7 @@ import { ShardMap } from '../routing/shard-map.js';
 import { BackendPool, type PoolServer, type PoolSettings } from '../sources/backend-pool.js';
 import { openSubscriber, type SubscriberOptions } from '../sources/subscriber.js';
 import type { SubKind } from './pubsub.js';
-import { BlockingPool, tooManyBlocked, WAIT_MARK, type BlockingOwner } from '../sources/blocking-pool.js';
+import { BlockingPool, tooManyBlocked, type BlockingOwner } from '../sources/blocking-pool.js';
 import { errorFrame } from '../protocol/encode.js';
 import { immediateScheduler } from '../sources/scheduler.js';
 import { listenTcp } from '../sources/socket.js';
@@ -114,9 +114,9 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
       const srv = shards.servers[backend];
       if (!blocking.send(srv, proto, raw, target, seq, owner, backendStats(srv))) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, srv.alias ?? srv.addr));
     },
-    sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
+    sendBlockingToNode(i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner, before?: Buffer) {
       const srv = shards.servers[i];
-      if (!blocking.send(srv, proto, raw, target, seq, owner, backendStats(srv), WAIT_MARK)) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, srv.alias ?? srv.addr));
+      if (!blocking.send(srv, proto, raw, target, seq, owner, backendStats(srv), before)) target.deliver(seq, tooManyBlocked(cfg.maxBlockingConnections, srv.alias ?? srv.addr));
     },
     placeSubscription(kind: SubKind, name: Buffer) {
       // patterns can match channels of every server; a channel lives where PUBLISH sends it

@@ -104,8 +104,8 @@ export class BackendStats {
 // One cluster
 
 export class RequestStats {
-  /** arrival of a request to its reply leaving the proxy, µs: the sum of `byCommand` (made when read, at scrape time) */
-  get total(): Histogram {
+  /** arrival of a request to its reply leaving the proxy, µs: a new histogram, the sum of `byCommand` (for scrapes; record with `timed`) */
+  total(): Histogram {
     const h = new Histogram();
     for (const c of this.byCommand) if (c !== undefined) h.add(c);
     return h;

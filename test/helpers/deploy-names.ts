@@ -1,22 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { REPO_ROOT } from './repo.js';
 
-/** the repository's deploy/ folder */
-function deployDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    try {
-      readFileSync(join(dir, 'deploy', 'prometheus-alerts.yml'));
-      return join(dir, 'deploy');
-    } catch {
-      dir = dirname(dir);
-    }
-  }
-  throw new Error('deploy/ not found');
-}
-
-export const DEPLOY_DIR = deployDir();
+export const DEPLOY_DIR = join(REPO_ROOT, 'deploy');
 
 /** Every metric name (`aster_...`) the shipped dashboard and alert rules query, as written there. */
 export function deployMetricNames(): string[] {

@@ -73,6 +73,24 @@ function sharedChecks(name: string, proxyPort: () => number, dataNodes: () => Ar
       }
     });
 
+    it('FUNCTION KILL stops a runaway function the same way', async () => {
+      const lib = "#!lua name=spinlib\nredis.register_function{function_name='spin', callback=function() while true do end end, flags={'no-writes'}}";
+      assert.equal(await r.call('FUNCTION', 'LOAD', 'REPLACE', lib), 'spinlib');
+      await assert.rejects(r.call('FUNCTION', 'KILL'), /NOTBUSY/);
+      const runaway = new Redis({ port: proxyPort(), host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      try {
+        const running = runaway.call('FCALL', 'spin', '0').then(
+          () => 'returned',
+          (e: Error) => e.message,
+        );
+        await waitFor(async () => r.call('FUNCTION', 'KILL').then((ok) => ok === 'OK', (e: Error) => (/^NOTBUSY/.test(e.message) ? false : Promise.reject(e))), 5000, 'FUNCTION KILL to kill the function');
+        assert.match(await running, /killed by user/i);
+      } finally {
+        runaway.disconnect();
+      }
+      assert.equal(await r.call('FUNCTION', 'DELETE', 'spinlib'), 'OK');
+    });
+
     it('SCRIPT LOAD reaches every node, so EVALSHA works on whichever node owns the key; SCRIPT EXISTS and FLUSH', async () => {
       const body = "return redis.call('SET', KEYS[1], ARGV[1])";
       const sha = String(await r.call('SCRIPT', 'LOAD', body));

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { Config } from '../../src/config/types.js';
 import {
   defaultIp,
@@ -19,21 +18,13 @@ import {
 } from '../../src/cli.js';
 import { createLogger } from '../../src/sinks/log.js';
 import type { ProxyOptions, RunningProxy } from '../../src/streams/proxy.js';
+import { REPO_ROOT } from '../helpers/repo.js';
 
 /** Every spawned process is killed after this long, so a hang fails the test instead of the run. */
 const PROCESS_TIMEOUT_MS = 15_000;
 const TEST_TIMEOUT = { timeout: 30_000 };
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'bin', 'aster-proxy.js'))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error('repository root not found');
-}
-
-const ROOT = findRoot();
+const ROOT = REPO_ROOT;
 const BIN = join(ROOT, 'bin', 'aster-proxy.js');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 

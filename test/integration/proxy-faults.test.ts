@@ -404,11 +404,11 @@ describe('fake backends that misbehave', { timeout: 60_000 }, () => {
     await stopAll();
   });
 
-  /** a real backend (index 0) and a fake one (index 1) behind one proxy */
-  const withFake = async (answer: Answer): Promise<{ s: Setup; fake: FakeBackend; real: RedisProc }> => {
+  /** a real backend (index 0) and a fake one (index 1) behind one proxy (config lines `extra`) */
+  const withFake = async (answer: Answer, extra = ['read_timeout = 1000']): Promise<{ s: Setup; fake: FakeBackend; real: RedisProc }> => {
     const [real, fake] = await Promise.all([startRedis(), FakeBackend.start(answer)]);
     fakes.push(fake);
-    const s = await setup([real.port, fake.port], ['read_timeout = 1000']);
+    const s = await setup([real.port, fake.port], extra);
     running.push(s);
     await waitFor(() => fake.connections > 0, 3000, 'the proxy to connect to the fake backend');
     return { s, fake, real };
@@ -501,11 +501,7 @@ describe('fake backends that misbehave', { timeout: 60_000 }, () => {
   }
 
   it('write_timeout: a backend that stops reading has its connection closed and its requests failed, long before read_timeout', async (t) => {
-    const [real, fake] = await Promise.all([startRedis(), FakeBackend.start(ordinary)]);
-    fakes.push(fake);
-    const s = await setup([real.port, fake.port], ['read_timeout = 20000', 'write_timeout = 300']);
-    running.push(s);
-    await waitFor(() => fake.connections > 0, 3000, 'the proxy to connect to the fake backend');
+    const { s, fake } = await withFake(ordinary, ['read_timeout = 20000', 'write_timeout = 300']);
     const c = await s.client();
     const [k] = s.keysOn(1, 'stall');
     assert.equal(await c.call('GET', k), fakeValue(k));
@@ -525,11 +521,7 @@ describe('fake backends that misbehave', { timeout: 60_000 }, () => {
   });
 
   it('write_timeout: a backend that reads a large write slowly but steadily is not cut off', async (t) => {
-    const [real, fake] = await Promise.all([startRedis(), FakeBackend.start(ordinary)]);
-    fakes.push(fake);
-    const s = await setup([real.port, fake.port], ['read_timeout = 30000', 'write_timeout = 300']);
-    running.push(s);
-    await waitFor(() => fake.connections > 0, 3000, 'the proxy to connect to the fake backend');
+    const { s, fake } = await withFake(ordinary, ['read_timeout = 30000', 'write_timeout = 300']);
     const c = await s.client();
     // one chunk (64 KiB at most) every 3 ms: ~20 MB/s, so 32 MiB takes over a second, several
     // times write_timeout, while bytes keep moving

@@ -7,24 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Cluster } from 'ioredis';
 import { Raw } from '../helpers/raw-client.js';
 import { freePort, waitFor } from '../helpers/servers.js';
+import { REPO_ROOT } from '../helpers/repo.js';
 
-function findRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'scripts', 'start.mjs'))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error('repository root not found');
-}
-const ROOT = findRoot();
+const ROOT = REPO_ROOT;
 
 const alive = (pid: number): boolean => {
   try {

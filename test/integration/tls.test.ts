@@ -115,7 +115,7 @@ describe('TLS', () => {
     await waitFor(async () => (await r2.get('tls:b').catch(() => null)) === 'x', 10_000, 'GET over TLS after the reload');
   });
 
-  it('blocking, subscriber and health-check connections go over backend TLS too', async () => {
+  it('blocking, transaction, subscriber and health-check connections go over backend TLS too', async () => {
     const backendTls = '[clusters.backend_tls]\nca_file = "ca.crt"\ncert_file = "client.crt"\nkey_file = "client.key"\n';
     const c = await start('btls-all', `ping_fail_limit = 2\nping_succ_interval = 100\n${backendTls}`, tlsPort);
     const r = client(c.listener.port, undefined);
@@ -128,6 +128,8 @@ describe('TLS', () => {
     await waitFor(async () => /blocked_clients:1/.test(await pusher.info('clients')), 5000, 'BLPOP to block');
     assert.equal(await pusher.rpush('tls:q', 'a'), 1);
     assert.deepEqual(await popped, ['tls:q', 'a']);
+    // a transaction, on a dedicated connection
+    assert.deepEqual(await r.multi().set('tls:tx', '1').incr('tls:tx').exec(), [[null, 'OK'], [null, 2]]);
     // a subscription, on a subscriber connection
     const message = new Promise<[string, string]>((resolve) => sub.on('message', (ch: string, msg: string) => resolve([ch, msg])));
     assert.equal(await sub.subscribe('tls:ch'), 1);
