@@ -44,9 +44,10 @@ export class ClientOutput implements Flushable {
   private released = 0;
   private written = 0;
   private marked = false;
-  // pub/sub messages: held while the confirmation of the subscription they may belong to has not left
-  private pushGate = -1;
+  // pub/sub messages: each held until the reply it came after (on its subscriber connection) has
+  // left; the gates never go down along the queue, so it drains from the head
   private held: Buffer[] = [];
+  private heldGates: number[] = [];
   private heldBytes = 0;
   private softSince = 0;
   private outSoftSince = 0;
@@ -86,11 +87,6 @@ export class ClientOutput implements Flushable {
     return this.gone ? 0 : this.socket.writableLength + this.order.heldBytes + this.outBytes + this.heldBytes;
   }
 
-  /** pub/sub messages wait until the reply to request `seq` (a subscribe) has left */
-  holdPushesUntil(seq: number): void {
-    this.pushGate = seq;
-  }
-
   /** flush in this turn (to tell flow control how far the client got) */
   mark(): void {
     if (!this.marked) {
@@ -99,8 +95,12 @@ export class ClientOutput implements Flushable {
     }
   }
 
-  /** a pub/sub message (or RESP3 push), out of band */
-  push(frame: Buffer): void {
+  /**
+   * A pub/sub message (or RESP3 push), out of band. `after`: the request whose reply the node
+   * sent before it (a subscribe, an unsubscribe): the message goes out after that reply, and
+   * before any reply released later (-1: no such request).
+   */
+  push(frame: Buffer, after = -1): void {
     if (this.gone) return;
     // the pub/sub output-buffer limit (Redis: 32 MB hard, 8 MB for 60 s soft): a subscriber that
     // does not read is disconnected, and what it was sent is released
@@ -114,8 +114,11 @@ export class ClientOutput implements Flushable {
     if (buffered > lim.pubsubOutputSoftBytes) {
       if (this.softSince === 0) this.softSince = now;
     } else this.softSince = 0;
-    if (this.order.next <= this.pushGate) {
+    const n = this.held.length;
+    const gate = n > 0 ? Math.max(after, this.heldGates[n - 1]) : after;
+    if (this.order.next <= gate) {
       this.held.push(frame);
+      this.heldGates.push(gate);
       this.heldBytes += frame.length;
     } else {
       this.append(frame);
@@ -148,12 +151,19 @@ export class ClientOutput implements Flushable {
     this.deps.stats.replied(this.deps.inFlight.command(this.order.next - 1), frame);
     this.append(frame);
     this.released += frame.length;
-    // messages held while the confirmation they may belong to had not left go right after it
-    if (this.held.length > 0 && this.order.next > this.pushGate) {
-      for (const f of this.held) this.append(f);
-      this.held = [];
-      this.heldBytes = 0;
+    // messages held for the reply they came after go right after it
+    if (this.held.length > 0 && this.heldGates[0] < this.order.next) this.releaseHeld();
+  }
+
+  private releaseHeld(): void {
+    const next = this.order.next;
+    let i = 0;
+    for (; i < this.held.length && this.heldGates[i] < next; i++) {
+      this.append(this.held[i]);
+      this.heldBytes -= this.held[i].length;
     }
+    this.held.splice(0, i);
+    this.heldGates.splice(0, i);
   }
 
   /** the replies up to `order.next` go out in this write: one clock read for all of them */
@@ -199,6 +209,7 @@ export class ClientOutput implements Flushable {
     this.deps.stats.errors[FrontError.output_limit]++;
     this.deps.logger.warn({ client: this.deps.client.id, addr: this.deps.client.addr, buffered }, why);
     this.held = [];
+    this.heldGates = [];
     this.heldBytes = 0;
     this.gone = true; // (its 'close' comes later: what arrives until then is dropped, not counted again)
     this.socket.destroy();

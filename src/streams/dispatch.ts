@@ -29,8 +29,6 @@ export interface DispatchContext {
   /** the client's blocking commands in flight */
   blockedOn: BlockingOwner;
   inFlight: InFlight;
-  /** pub/sub messages wait until the reply to this request (a subscribe) has left */
-  holdPushesUntil(seq: number): void;
   /** timers that end with the session (a wrong password's delayed answer) */
   timers: Subscription;
   scheduler: SchedulerLike;
@@ -207,7 +205,6 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
   /** the subscribe family on the client's subscriber connections; PUBLISH by channel; PUBSUB over every node */
   const routePubSub = (spec: CommandSpec, name: string, args: readonly Buffer[], raw: Buffer, s: number): Buffer | null => {
     if (isSubscribeCommand(name)) {
-      ctx.holdPushesUntil(s);
       return ctx.pubsub().handle(name, args, s);
     }
     if (name === 'publish' || name === 'spublish') {

@@ -45,6 +45,8 @@ export const isSubscribeCommand = (name: string): boolean => Object.prototype.ha
 interface Ack {
   /** the confirmation expected: subscribe, unsubscribe... */
   kind: string;
+  /** the client's request it answers (-1: none, a subscription placed again) */
+  seq: number;
   done(): void;
 }
 
@@ -55,6 +57,8 @@ interface NodeLink {
   acks: Fifo<Ack>;
   /** the subscriptions on this connection: `kind:name` */
   subs: Set<string>;
+  /** the last request this connection confirmed: its messages go out after that reply */
+  after: number;
 }
 
 const NOTHING = (): void => undefined;
@@ -90,8 +94,8 @@ export class PubSub {
     private readonly proto: () => Proto,
     /** answers the client's request `seq` (through its reorder buffer) */
     private readonly target: ReplyTarget,
-    /** a message for the client, out of band */
-    private readonly push: (frame: Buffer) => void,
+    /** a message for the client, out of band, after the reply to request `after` */
+    private readonly push: (frame: Buffer, after: number) => void,
   ) {
     this.retrying = this.events$.pipe(retryPlacement({ minDelayMs: 100, maxDelayMs: 2000, scheduler: immediateScheduler })).subscribe(() => this.placeLost());
   }
@@ -135,7 +139,7 @@ export class PubSub {
           set.add(text);
           for (const node of nodes) {
             waiting++;
-            this.subscribeOn(node, kind, text, reply);
+            this.subscribeOn(node, kind, text, seq, reply);
           }
         }
         frames.push(this.confirmation(name, n, kind));
@@ -150,7 +154,7 @@ export class PubSub {
           this.lost.delete(key);
           for (const addr of this.where.get(key) ?? []) {
             waiting++;
-            this.unsubscribeOn(addr, kind, text, reply);
+            this.unsubscribeOn(addr, kind, text, seq, reply);
           }
           this.where.delete(key);
         }
@@ -190,18 +194,18 @@ export class PubSub {
     return Buffer.concat(parts);
   }
 
-  private subscribeOn(node: PoolServer, kind: SubKind, name: string, done: () => void): void {
+  private subscribeOn(node: PoolServer, kind: SubKind, name: string, seq: number, done: () => void): void {
     const key = keyOf(kind, name);
     const link = this.link(node);
     link.subs.add(key);
     let at = this.where.get(key);
     if (at === undefined) this.where.set(key, (at = new Set()));
     at.add(node.addr);
-    link.acks.push({ kind: COMMANDS[kind][0], done });
+    link.acks.push({ kind: COMMANDS[kind][0], seq, done });
     link.conn.send(encodeCommand([COMMANDS[kind][0], Buffer.from(name, 'latin1')]));
   }
 
-  private unsubscribeOn(addr: string, kind: SubKind, name: string, done: () => void): void {
+  private unsubscribeOn(addr: string, kind: SubKind, name: string, seq: number, done: () => void): void {
     const link = this.links.get(addr);
     if (link === undefined) {
       done();
@@ -210,6 +214,7 @@ export class PubSub {
     link.subs.delete(keyOf(kind, name));
     link.acks.push({
       kind: COMMANDS[kind][1],
+      seq,
       done: () => {
         done();
         // nothing left on it: the connection goes
@@ -229,6 +234,7 @@ export class PubSub {
       addr: node.addr,
       acks: new Fifo<Ack>(8),
       subs: new Set(),
+      after: -1,
       conn: this.up.subscriber(node, this.proto(), {
         onFrame: (frame) => this.frame(link, frame),
         onUp: () => this.events$.next('up'),
@@ -250,7 +256,7 @@ export class PubSub {
         this.relocate(link);
       } else {
         link.acks.shift();
-        head?.done();
+        if (head !== undefined) this.acked(link, head);
       }
       return;
     }
@@ -258,14 +264,14 @@ export class PubSub {
     const kindFrame = elems?.[0];
     const what = kindFrame === undefined ? null : bulkValue(kindFrame)?.toString('latin1').toLowerCase();
     if (what === 'message' || what === 'pmessage' || what === 'smessage') {
-      this.push(frame);
+      this.push(frame, link.after);
       return;
     }
     if (what === undefined || what === null) return;
     const head = link.acks.peek();
     if (head !== undefined && head.kind === what) {
       link.acks.shift();
-      head.done();
+      this.acked(link, head);
       return;
     }
     if (what === 'sunsubscribe' && elems !== null && elems.length >= 2) {
@@ -280,6 +286,12 @@ export class PubSub {
         this.events$.next('lost');
       }
     }
+  }
+
+  /** `link` confirmed `ack`: what it sends from now on comes after that reply */
+  private acked(link: NodeLink, ack: Ack): void {
+    if (ack.seq > link.after) link.after = ack.seq;
+    ack.done();
   }
 
   /** every subscription of `link` is placed again (its node refused one or went away) */
@@ -317,7 +329,7 @@ export class PubSub {
         continue;
       }
       const at = this.where.get(key);
-      for (const node of nodes) if (at === undefined || !at.has(node.addr)) this.subscribeOn(node, kind, name, NOTHING);
+      for (const node of nodes) if (at === undefined || !at.has(node.addr)) this.subscribeOn(node, kind, name, -1, NOTHING);
     }
     if (this.lost.size > 0) this.events$.next('lost');
   }

@@ -148,10 +148,9 @@ export function runSession(socket: net.Socket, up: Upstream, id: number): Sessio
     target,
     parts,
     tx: () => (parts.tx ??= new Transaction(up, proto, target)),
-    pubsub: () => (parts.pubsub ??= new PubSub(up, proto, target, (frame) => output.push(frame))),
+    pubsub: () => (parts.pubsub ??= new PubSub(up, proto, target, (frame, after) => output.push(frame, after))),
     blockedOn,
     inFlight,
-    holdPushesUntil: (s) => output.holdPushesUntil(s),
     timers: session,
     scheduler: immediateScheduler,
   });
