@@ -97,6 +97,10 @@ export interface CommandSpec {
   readonly hasKeys: boolean;
   /** Key specs flagged `not_key` (shard channels of SPUBLISH/SSUBSCRIBE/SUNSUBSCRIBE). */
   readonly hasChannels: boolean;
+  /** Position among the top-level commands (a subcommand: its container's), for the per-command counters. */
+  readonly index: number;
+  /** The one key's fixed index when the command has exactly one key there (GET k, SET k v, HSET k f v); else 0. */
+  readonly singleKey: number;
 }
 
 /** Internal fields kept off the public interface. */
@@ -143,7 +147,16 @@ const ALWAYS_BLOCKING = new Set(['wait', 'waitaof']);
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
-function buildSpec(e: TableEntry, parent: Spec | undefined): Spec {
+/** The index of the only key (one plain key spec: begin_search index, find_keys range ending there), or 0. */
+function singleKeyIndex(e: TableEntry): number {
+  const specs = e.keySpecs.filter((k) => !k.flags.includes('not_key'));
+  if (specs.length !== 1 || FALLBACKS[e.name] !== undefined) return 0;
+  const ks = specs[0]!;
+  if (ks.begin_search.type !== 'index' || ks.find_keys.type !== 'range' || ks.flags.includes('incomplete')) return 0;
+  return ks.find_keys.spec.lastkey === 0 ? ks.begin_search.spec.index : 0;
+}
+
+function buildSpec(e: TableEntry, parent: Spec | undefined, index: number): Spec {
   const flags = new Set(e.flags);
   const token = parent ? e.name.slice(parent.name.length + 1) : e.name;
   maxToken = Math.max(maxToken, token.length);
@@ -169,6 +182,8 @@ function buildSpec(e: TableEntry, parent: Spec | undefined): Spec {
     transaction: TRANSACTION.has(e.name),
     hasKeys: e.keySpecs.some((k) => !k.flags.includes('not_key')),
     hasChannels: e.keySpecs.some((k) => k.flags.includes('not_key')),
+    index,
+    singleKey: singleKeyIndex(e),
     blockingKind:
       e.name === 'xread' || e.name === 'xreadgroup'
         ? Blocking.WithBlockOption
@@ -187,7 +202,7 @@ function buildSpec(e: TableEntry, parent: Spec | undefined): Spec {
     const subIndex = new Map<string, Spec>();
     const sortedSubs: Spec[] = [];
     for (const se of e.subcommands) {
-      const sub = buildSpec(se, spec);
+      const sub = buildSpec(se, spec, index);
       const t = se.name.slice(e.name.length + 1);
       subcommands.set(t, sub);
       subIndex.set(t, sub);
@@ -667,7 +682,7 @@ export function commandDocsReply(names: ReadonlyArray<Buffer | string> = []): Re
 // Load the table last, once everything it uses (key finders, fallbacks) is initialised.
 
 for (const e of table.commands) {
-  const spec = buildSpec(e, undefined);
+  const spec = buildSpec(e, undefined, topLevel.length);
   topLevel.push(spec);
   byName.set(e.name, spec);
   byName.set(e.name.toUpperCase(), spec);

@@ -42,10 +42,14 @@ const CLOSE = 0x7d; // }
  *   "foo{}{bar}" -> whole key     "foo{{bar}}zap" -> "{bar"     "foo{bar}{zap}" -> "bar"
  */
 export function keySlot(key: Uint8Array): number {
-  const open = key.indexOf(OPEN);
-  if (open >= 0) {
-    const close = key.indexOf(CLOSE, open + 1);
-    if (close > open + 1) return crc16(key, open + 1, close) & (SLOTS - 1);
+  // a loop, not Buffer#indexOf: keys are short, and a native call costs more than the scan
+  const n = key.length;
+  let open = 0;
+  while (open < n && key[open] !== OPEN) open++;
+  if (open < n) {
+    let close = open + 1;
+    while (close < n && key[close] !== CLOSE) close++;
+    if (close < n && close > open + 1) return crc16(key, open + 1, close) & (SLOTS - 1);
   }
-  return crc16(key, 0, key.length) & (SLOTS - 1);
+  return crc16(key, 0, n) & (SLOTS - 1);
 }

@@ -1,4 +1,6 @@
 import type { ServerSpec } from '../config/types.js';
+import { fnv1a64Twemproxy } from './fnv1a.js';
+import { hashTagRange } from './hashtag.js';
 import { Ketama } from './ketama.js';
 
 /**
@@ -19,21 +21,46 @@ export class ShardMap {
   private ring: Ketama;
   /** ring index -> server index (the ring may hold only the live servers) */
   private ringToServer: number[];
+  /** the hash tag's two bytes, or -1 without one */
+  private readonly tagOpen: number;
+  private readonly tagClose: number;
 
   constructor(
     readonly servers: readonly ServerSpec[],
     readonly hashTag: string | undefined,
     readonly mode: EjectMode = 'remap',
   ) {
+    hashTagRange(Buffer.alloc(0), hashTag); // a bad tag throws here, not on the request path
+    const tagged = hashTag !== undefined && hashTag.length === 2;
+    this.tagOpen = tagged ? hashTag.charCodeAt(0) : -1;
+    this.tagClose = tagged ? hashTag.charCodeAt(1) : -1;
     this.live = servers.map(() => true);
     [this.ring, this.ringToServer] = this.build();
   }
 
   /** The server index that owns `key`, or -1 when that server is ejected (fail_fast) or none is live. */
   backendFor(key: Buffer): number {
-    if (this.ringToServer.length === 0) return -1;
-    const i = this.ringToServer[this.ring.serverFor(key, this.hashTag)];
+    const map = this.ringToServer;
+    if (map.length === 0) return -1;
+    const i = map.length === 1 ? map[0] : map[this.ring.lookup(key.length === 0 ? 0 : this.hash(key))];
     return this.live[i] ? i : -1;
+  }
+
+  /** `Ketama.serverFor`'s hash, with the tag's bytes found by a loop (keys are short: a native indexOf costs more) */
+  private hash(key: Buffer): number {
+    const n = key.length;
+    const open = this.tagOpen;
+    if (open >= 0) {
+      let o = 0;
+      while (o < n && key[o] !== open) o++;
+      if (o < n) {
+        const close = this.tagClose;
+        let c = o + 1;
+        while (c < n && key[c] !== close) c++;
+        if (c < n && c > o + 1) return fnv1a64Twemproxy(key, o + 1, c);
+      }
+    }
+    return fnv1a64Twemproxy(key, 0, n);
   }
 
   isLive(i: number): boolean {

@@ -11,11 +11,6 @@ import { Histogram } from './histogram.js';
 // Commands: one index per top-level command of the table, then `other`
 
 const topLevel = allCommands();
-const indexOfSpec = new Map<CommandSpec, number>();
-topLevel.forEach((spec, i) => {
-  indexOfSpec.set(spec, i);
-  for (const sub of spec.subcommands?.values() ?? []) indexOfSpec.set(sub, i);
-});
 
 /** label values of the command index: the table's top-level names, then `other` */
 export const COMMAND_NAMES: readonly string[] = [...topLevel.map((s) => s.name), 'other'];
@@ -26,7 +21,7 @@ export const NO_COMMAND = -1;
 
 /** The index of a command (a subcommand counts as its container). */
 export function commandIndex(spec: CommandSpec | undefined): number {
-  return spec === undefined ? OTHER_COMMAND : (indexOfSpec.get(spec) ?? OTHER_COMMAND);
+  return spec === undefined ? OTHER_COMMAND : spec.index;
 }
 
 /** aster's `kind` of a command index: read, write, other, or invalid (not in the table) */
