@@ -15,6 +15,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Resp } from '../protocol/encode.js';
+import type { Request } from '../protocol/request-decoder.js';
 
 // ---------------------------------------------------------------------------------------------
 // Table types (the JSON as written by scripts/gen-commands.mjs)
@@ -239,16 +240,21 @@ const cachedNames: Array<Buffer | undefined> = new Array<Buffer | undefined>(CAC
 const cachedSpecs: Array<Spec | undefined> = new Array<Spec | undefined>(CACHE_SLOTS);
 
 function topCommand(arg: Buffer | undefined): Spec | undefined {
-  if (arg === undefined) return undefined;
-  const n = arg.length;
-  if (n === 0 || n > 24) return findIn(byName, arg);
-  const slot = (arg[0] * 31 + arg[n - 1] * 7 + n) & (CACHE_SLOTS - 1);
+  return arg === undefined ? undefined : topCommandIn(arg, 0, arg.length);
+}
+
+/** the top-level command named by `buf[start, end)` */
+function topCommandIn(buf: Buffer, start: number, end: number): Spec | undefined {
+  const n = end - start;
+  if (n === 0 || n > 24) return findIn(byName, buf.subarray(start, end));
+  const slot = (buf[start] * 31 + buf[end - 1] * 7 + n) & (CACHE_SLOTS - 1);
   const name = cachedNames[slot];
   if (name !== undefined && name.length === n) {
     let i = 0;
-    while (i < n && name[i] === arg[i]) i++;
+    while (i < n && name[i] === buf[start + i]) i++;
     if (i === n) return cachedSpecs[slot];
   }
+  const arg = buf.subarray(start, end);
   const spec = findIn(byName, arg);
   if (spec !== undefined) {
     cachedNames[slot] = Buffer.from(arg); // a copy: `arg` is a view of a socket chunk
@@ -263,6 +269,14 @@ export function lookupCommand(args: readonly Buffer[]): CommandSpec | undefined 
   if (cmd === undefined || cmd.subIndex === undefined || args.length < 2) return cmd;
   // Like Redis: a container alone resolves to itself (and then fails its arity check).
   return findIn(cmd.subIndex, args[1]);
+}
+
+/** lookupCommand of a request, reading its command name in place (its arguments are made only for a container's subcommand) */
+export function lookupRequest(req: Request): CommandSpec | undefined {
+  if (req.argc === 0) return undefined;
+  const cmd = topCommandIn(req.raw, req.argStart(0), req.argEnd(0));
+  if (cmd === undefined || cmd.subIndex === undefined || req.argc < 2) return cmd;
+  return findIn(cmd.subIndex, req.args[1]);
 }
 
 /** By full name, case-insensitive: `get`, `OBJECT|encoding` (as COMMAND INFO/DOCS take them). */

@@ -12,15 +12,44 @@
  * as RESP, so backends always see RESP.
  */
 
-export interface Request {
-  /** the request as the backend should receive it (the client's own bytes for RESP input) */
-  raw: Buffer;
-  /** argv, views into `raw` */
-  args: Buffer[];
+/**
+ * One request: its bytes as the backend should receive them, and where each argument lies in
+ * them. The arguments as Buffers (views into `raw`) are made when first asked for: the common
+ * path reads the command name and the key in place and never makes them.
+ */
+export class Request {
   /** set by the session's plan stage (the command table's entry), so routing looks it up once; the decoder leaves it undefined */
-  spec: unknown;
+  spec: unknown = undefined;
   /** when the chunk that completed it arrived (ms, the session's clock); the decoder leaves it 0 */
-  at: number;
+  at = 0;
+  private views: Buffer[] | null = null;
+
+  constructor(
+    /** the request as the backend should receive it (the client's own bytes for RESP input) */
+    readonly raw: Buffer,
+    /** the number of arguments */
+    readonly argc: number,
+    /** `[start, end]` in `raw` of each argument, in order */
+    private readonly bounds: number[],
+  ) {}
+
+  /** argv, views into `raw` (made on first use) */
+  get args(): Buffer[] {
+    if (this.views !== null) return this.views;
+    const views = new Array<Buffer>(this.argc);
+    for (let i = 0; i < this.argc; i++) views[i] = this.raw.subarray(this.bounds[2 * i], this.bounds[2 * i + 1]);
+    return (this.views = views);
+  }
+
+  /** where argument `i` starts in `raw` */
+  argStart(i: number): number {
+    return this.bounds[2 * i];
+  }
+
+  /** where argument `i` ends in `raw` (exclusive) */
+  argEnd(i: number): number {
+    return this.bounds[2 * i + 1];
+  }
 }
 
 export interface RequestLimits {
@@ -215,13 +244,15 @@ export class RequestDecoder {
 
   private finishMulti(chunk: Buffer, start: number, end: number): Request {
     const raw = this.take(chunk, start, end);
-    const args = new Array<Buffer>(this.argc);
-    for (let i = 0; i < this.argc; i++) {
+    const argc = this.argc;
+    const bounds = new Array<number>(2 * argc);
+    for (let i = 0; i < argc; i++) {
       const off = this.argOff[i];
-      args[i] = raw.subarray(off, off + this.argLen[i]);
+      bounds[2 * i] = off;
+      bounds[2 * i + 1] = off + this.argLen[i];
     }
     this.reset();
-    return { raw, args, spec: undefined, at: 0 };
+    return new Request(raw, argc, bounds);
   }
 
   /** the whole request: a view when it lies in this chunk, else one join of its parts */
@@ -254,17 +285,18 @@ export function inlineRequest(line: Buffer): Request | null {
   return args.length === 0 ? null : requestFromArgs(args);
 }
 
-/** Builds a request (raw RESP plus views of its arguments) from argv. */
+/** Builds a request (raw RESP, and where its arguments lie in it) from argv. */
 export function requestFromArgs(args: readonly Buffer[]): Request {
   const raw = encodeCommand(args);
-  const views = new Array<Buffer>(args.length);
+  const bounds = new Array<number>(2 * args.length);
   let off = headerLen('*', args.length);
   for (let i = 0; i < args.length; i++) {
     off += headerLen('$', args[i].length);
-    views[i] = raw.subarray(off, off + args[i].length);
+    bounds[2 * i] = off;
+    bounds[2 * i + 1] = off + args[i].length;
     off += args[i].length + 2;
   }
-  return { raw, args: views, spec: undefined, at: 0 };
+  return new Request(raw, args.length, bounds);
 }
 
 function headerLen(prefix: string, n: number): number {

@@ -37,19 +37,19 @@ const CLOSE = 0x7d; // }
 /**
  * The slot of `key`, by Redis's rule (keyHashSlot in cluster.c): when the key has a `{` and,
  * after it, a `}` with at least one byte between them, only the bytes between the first `{` and
- * the first `}` after it are hashed; otherwise the whole key. Allocates nothing.
+ * the first `}` after it are hashed; otherwise the whole key. `[start, end)`: the key's bytes
+ * in a larger buffer. Allocates nothing.
  *
  *   "foo{}{bar}" -> whole key     "foo{{bar}}zap" -> "{bar"     "foo{bar}{zap}" -> "bar"
  */
-export function keySlot(key: Uint8Array): number {
+export function keySlot(key: Uint8Array, start = 0, end: number = key.length): number {
   // a loop, not Buffer#indexOf: keys are short, and a native call costs more than the scan
-  const n = key.length;
-  let open = 0;
-  while (open < n && key[open] !== OPEN) open++;
-  if (open < n) {
+  let open = start;
+  while (open < end && key[open] !== OPEN) open++;
+  if (open < end) {
     let close = open + 1;
-    while (close < n && key[close] !== CLOSE) close++;
-    if (close < n && close > open + 1) return crc16(key, open + 1, close) & (SLOTS - 1);
+    while (close < end && key[close] !== CLOSE) close++;
+    if (close < end && close > open + 1) return crc16(key, open + 1, close) & (SLOTS - 1);
   }
-  return crc16(key, 0, n) & (SLOTS - 1);
+  return crc16(key, start, end) & (SLOTS - 1);
 }

@@ -38,29 +38,28 @@ export class ShardMap {
     [this.ring, this.ringToServer] = this.build();
   }
 
-  /** The server index that owns `key`, or -1 when that server is ejected (fail_fast) or none is live. */
-  backendFor(key: Buffer): number {
+  /** The server index that owns `key` (its bytes `[start, end)`), or -1 when that server is ejected (fail_fast) or none is live. */
+  backendFor(key: Buffer, start = 0, end = key.length): number {
     const map = this.ringToServer;
     if (map.length === 0) return -1;
-    const i = map.length === 1 ? map[0] : map[this.ring.lookup(key.length === 0 ? 0 : this.hash(key))];
+    const i = map.length === 1 ? map[0] : map[this.ring.lookup(end === start ? 0 : this.hash(key, start, end))];
     return this.live[i] ? i : -1;
   }
 
   /** `Ketama.serverFor`'s hash, with the tag's bytes found by a loop (keys are short: a native indexOf costs more) */
-  private hash(key: Buffer): number {
-    const n = key.length;
+  private hash(key: Buffer, start: number, end: number): number {
     const open = this.tagOpen;
     if (open >= 0) {
-      let o = 0;
-      while (o < n && key[o] !== open) o++;
-      if (o < n) {
+      let o = start;
+      while (o < end && key[o] !== open) o++;
+      if (o < end) {
         const close = this.tagClose;
         let c = o + 1;
-        while (c < n && key[c] !== close) c++;
-        if (c < n && c > o + 1) return fnv1a64Twemproxy(key, o + 1, c);
+        while (c < end && key[c] !== close) c++;
+        if (c < end && c > o + 1) return fnv1a64Twemproxy(key, o + 1, c);
       }
     }
-    return fnv1a64Twemproxy(key, 0, n);
+    return fnv1a64Twemproxy(key, start, end);
   }
 
   isLive(i: number): boolean {

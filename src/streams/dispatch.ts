@@ -4,7 +4,7 @@ import { encodeCommand, ProtocolError, type Request } from '../protocol/request-
 import { errorFrame } from '../protocol/encode.js';
 import type { ReplyTarget } from '../sources/backend.js';
 import { WAIT_MARK, type BlockingOwner } from '../sources/blocking-pool.js';
-import { allCommands, arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupCommand, type CommandSpec } from '../commands/index.js';
+import { allCommands, arityOk, commandError, isBlocking, isPubSub, isReadOnly, keyIndexes, lookupRequest, type CommandSpec } from '../commands/index.js';
 import { allowedBeforeAuth, answerInfo, answerLocal, infoWantsKeyspace, isLocal, KeyspaceSum, type ClientState, type ProxyUser } from '../commands/local.js';
 import { planSplit, splitCommands } from '../commands/multikey.js';
 import { broadcastCommands, gatherReplies, planBroadcast } from '../commands/broadcast.js';
@@ -72,7 +72,7 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
    */
   const laneOf = (item: Request | ProtocolError): number => {
     if (item instanceof ProtocolError) return Lane.any;
-    const spec = lookupCommand(item.args);
+    const spec = lookupRequest(item);
     item.spec = spec;
     if (spec === undefined) return Lane.any;
     if (spec.parent === undefined && PLAIN_KEY[spec.index] > 0 && !txWants(spec)) return client.proto === 3 ? Lane.shared3 : Lane.shared2;
@@ -92,16 +92,18 @@ export function createDispatch(ctx: DispatchContext): Dispatch {
 
   const route = (req: Request, s: number): Buffer | null => {
     const spec = req.spec as CommandSpec | undefined;
-    const args = req.args;
     inFlight.setCommand(s, commandIndex(spec));
     if (spec !== undefined && spec.parent === undefined) {
-      // the common case in one test: a plain command of one key, from a client with nothing special going on
+      // the common case in one test: a plain command of one key, from a client with nothing
+      // special going on; the key is hashed in place
       const k = PLAIN_KEY[spec.index];
-      if (k > 0 && k < args.length && arityOk(spec, args.length) && client.authed && client.user === undefined && !up.denied.has(spec.name) && !txWants(spec) && !subscribed()) {
-        up.send(up.backendFor(args[k]), client.proto, req.raw, target, s, spec.readOnly);
+      const argc = req.argc;
+      if (k > 0 && k < argc && arityOk(spec, argc) && client.authed && client.user === undefined && !up.denied.has(spec.name) && !txWants(spec) && !subscribed()) {
+        up.send(up.backendFor(req.raw, req.argStart(k), req.argEnd(k)), client.proto, req.raw, target, s, spec.readOnly);
         return null;
       }
     }
+    const args = req.args;
     if (spec === undefined || !arityOk(spec, args.length)) {
       // CLIENT subcommands newer than the command table (SETINFO came with Redis 7.2)
       if (spec === undefined && args.length >= 2 && CLIENT.equals(lowerAscii(args[0]))) {

@@ -28,7 +28,7 @@ export interface Upstream extends TxUpstream, PubSubUpstream {
    * Where a key goes: the backend's index (standalone) or the key's slot (cluster). Keys with
    * the same answer may share a request; `send` takes it.
    */
-  backendFor(key: Buffer): number;
+  backendFor(key: Buffer, start?: number, end?: number): number;
   /**
    * Sends a request over the shared connection for `proto` of the backend `backendFor` named.
    * `readOnly`: the command only reads (cluster mode may serve it from a replica).

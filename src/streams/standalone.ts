@@ -102,7 +102,7 @@ export async function startStandalone(initial: ClusterConfig, version: string, l
     logger: log,
     stats,
     slowlog,
-    backendFor: (key: Buffer) => shards.backendFor(key),
+    backendFor: (key: Buffer, start?: number, end?: number) => shards.backendFor(key, start, end),
     nodeCount: () => shards.servers.length,
     sendToNode: (i: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number) => up.send(i, proto, raw, target, seq, false),
     sendBlocking(backend: number, proto: Proto, raw: Buffer, target: ReplyTarget, seq: number, owner: BlockingOwner) {
