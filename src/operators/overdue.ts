@@ -14,8 +14,8 @@ export interface OverdueOptions {
  * deadline; on each tick of the source, this emits the age of that request when it is past
  * `timeoutMs`. One ticker serves every request of the connection.
  *
- *   ticks:   --t--t--t--t--|     oldest sent at 0, timeout 7
- *   overdue: --------9--12-|
+ *   ticks:   --t--t--t--t--|     oldest sent at 0, timeout 7 (ticks at frames 2, 5, 8, 11)
+ *   overdue: --------a--b--|     a = 8, b = 11 (the age at those ticks)
  */
 export function overdue(options: OverdueOptions): OperatorFunction<unknown, number> {
   const { timeoutMs, oldestSentAt, scheduler } = options;

@@ -1,6 +1,6 @@
 /**
- * The error replies by which a Redis Cluster node sends a request elsewhere (REFERENCE.md
- * section 6): `-MOVED slot host:port`, `-ASK slot host:port`, `-TRYAGAIN ...` and
+ * The error replies by which a Redis Cluster node sends a request elsewhere (the Redis Cluster
+ * specification's redirection section): `-MOVED slot host:port`, `-ASK slot host:port`, `-TRYAGAIN ...` and
  * `-CLUSTERDOWN ...`. Any other reply, and a MOVED or ASK that cannot be read, is not a
  * redirect: it goes to the client as it is.
  */

@@ -332,7 +332,7 @@ write_timeout = 200
       const [id, time, us, args, addr, name] = e;
       assert.equal(typeof id, 'number');
       assert.ok(Math.abs((time as number) - now) <= 5, `timestamp ${time}`);
-      assert.ok(typeof us === 'number' && us >= 0);
+      assert.ok(Number.isInteger(us) && (us as number) >= 0 && (us as number) < 10_000_000, `duration in whole microseconds: ${String(us)}`);
       assert.ok(Array.isArray(args));
       assert.equal(addr, c.localAddr);
       assert.equal(name, 'probe');
