@@ -74,6 +74,14 @@ describe('decodeReplies', () => {
     });
   });
 
+  it('unsubscribes from the source when unsubscribed', () => {
+    testScheduler().run(({ hot, expectObservable, expectSubscriptions }) => {
+      const chunks = hot('-a--a--a-', { a: b('+OK\r\n') });
+      expectObservable(chunks.pipe(decodeReplies(), map((f) => f.length)), '^----!').toBe('-x--x', { x: 5 });
+      expectSubscriptions(chunks.subscriptions).toBe('^----!');
+    });
+  });
+
   it('errors on a malformed reply', () => {
     testScheduler().run(({ cold, expectObservable }) => {
       const chunks = cold('-a-', { a: b('+OK\r\n%x') });

@@ -12,6 +12,15 @@ describe('overdue', () => {
     });
   });
 
+  it('unsubscribes from the ticks when unsubscribed', () => {
+    const ts = testScheduler();
+    ts.run(({ hot, expectObservable, expectSubscriptions }) => {
+      const ticks = hot('--t--t--t--t--|');
+      expectObservable(ticks.pipe(overdue({ timeoutMs: 4, oldestSentAt: () => 0, scheduler: ts })), '^-------!').toBe('-----a--', { a: 5 });
+      expectSubscriptions(ticks.subscriptions).toBe('^-------!');
+    });
+  });
+
   it('stays quiet while nothing is waiting', () => {
     const ts = testScheduler();
     ts.run(({ hot, expectObservable }) => {

@@ -35,6 +35,16 @@ describe('refreshTopology', () => {
     });
   });
 
+  it('unsubscribed during a fetch: the fetch is unsubscribed too, and nothing more is fetched', () => {
+    const ts = testScheduler();
+    ts.run(({ cold, expectObservable, expectSubscriptions }) => {
+      const fetch = cold('----(v|)');
+      const out = NEVER.pipe(refreshTopology({ fetch: () => fetch, minGapMs: 1, periodMs: 5, degradedEveryMs: 1000, degraded: () => false, scheduler: ts }));
+      expectObservable(out, '^-!').toBe('---');
+      expectSubscriptions(fetch.subscriptions).toBe('^-!');
+    });
+  });
+
   it('folds the events (MOVED, a node down) that come during a fetch into one more fetch', () => {
     const ts = testScheduler();
     ts.run(({ hot, cold, expectObservable, expectSubscriptions }) => {
