@@ -4,6 +4,7 @@
  * (at scrape or INFO time) and turn them into labelled series.
  */
 import { allCommands, type CommandSpec } from '../commands/index.js';
+import { isErrorReply } from '../protocol/reply-decoder.js';
 import type { Request } from '../protocol/request-decoder.js';
 import { Histogram } from './histogram.js';
 
@@ -30,9 +31,6 @@ export function commandKind(index: number): 'read' | 'write' | 'other' | 'invali
   const spec = topLevel[index];
   return spec.readOnly ? 'read' : spec.write ? 'write' : 'other';
 }
-
-/** true for an error reply: `-` (RESP2/3 simple error) or `!` (RESP3 blob error) */
-export const isErrorFrame = (frame: Buffer): boolean => frame[0] === 0x2d || frame[0] === 0x21;
 
 // ---------------------------------------------------------------------------------------------
 // Errors the proxy answers or meets on the client side, by kind
@@ -81,7 +79,7 @@ export class BackendStats {
   /** a reply arrived `ms` after the request was sent */
   reply(ms: number, frame: Buffer): void {
     this.remote.observe(ms * 1000);
-    this.results[isErrorFrame(frame) ? 1 : 0]++;
+    this.results[isErrorReply(frame) ? 1 : 0]++;
   }
 
   /** `n` requests ended without a reply */
@@ -131,7 +129,7 @@ export class RequestStats {
 
   /** a reply to a request of command `index` left the proxy */
   replied(index: number, frame: Buffer): void {
-    if (index >= 0) this.commands[index * 2 + (isErrorFrame(frame) ? 1 : 0)]++;
+    if (index >= 0) this.commands[index * 2 + (isErrorReply(frame) ? 1 : 0)]++;
   }
 
   /** replies that were not errors, and replies that were */
